@@ -1,0 +1,89 @@
+"""Accounts and API keys. A key's secret is shown once; only its SHA-256 and a display prefix are kept."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from datasources import ledger
+from datasources.db.models import Account, ApiKey, Plan
+from datasources.errors import BadInput, NotFound
+
+KEY_PREFIX = "cxm_"
+DISPLAY_PREFIX_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str
+
+
+def parse_plan(value: str) -> Plan:
+    try:
+        return Plan(value.strip().lower())
+    except ValueError:
+        valid = ", ".join(p.value for p in Plan)
+        raise BadInput(f"unknown plan {value!r}; valid plans: {valid}") from None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_account(
+    session: AsyncSession, plan: Plan, credit: Decimal = Decimal(0), name: str = ""
+) -> tuple[Account, IssuedKey]:
+    if credit < 0:
+        raise BadInput(f"credit must not be negative, got {credit}")
+    account = Account(name=name, plan=plan, balance=Decimal(0))
+    session.add(account)
+    await session.flush()
+    if credit > 0:
+        await ledger.credit(session, account.id, credit, "initial credit")
+    issued = await create_key(session, account.id, name="default")
+    await session.refresh(account)
+    return account, issued
+
+
+async def create_key(session: AsyncSession, account_id: int, name: str = "") -> IssuedKey:
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id="key_" + secrets.token_hex(8),
+        account_id=account_id,
+        name=name,
+        prefix=secret[:DISPLAY_PREFIX_LENGTH],
+        secret_hash=hash_secret(secret),
+    )
+    session.add(key)
+    await session.flush()
+    return IssuedKey(key=key, secret=secret)
+
+
+async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id!r} not found")
+    if key.revoked_at is None:
+        await session.execute(
+            update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
+        )
+        await session.refresh(key)
+    return key
+
+
+async def key_for_secret(session: AsyncSession, secret: str) -> ApiKey | None:
+    """The live (not revoked) key with this secret, or None."""
+    if not secret.startswith(KEY_PREFIX):
+        return None
+    return (
+        await session.execute(
+            select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
+        )
+    ).scalar_one_or_none()

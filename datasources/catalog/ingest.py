@@ -1,0 +1,234 @@
+"""Apply a batch of observed offers to the catalog: diff against current offers, write only changes.
+
+One call is one transaction, opened by the caller. New offers and changed prices each become a tick;
+an unchanged offer writes nothing (unless `confirm` asks to record that it was seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from datasources.catalog.entries import ModelIdentity, OfferEntry
+from datasources.catalog.providers import PROVIDERS
+from datasources.db.models import Model, Offer, OfferStatus, PriceTick, Provider
+from datasources.money import price
+
+Progress = Callable[[int], None]
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    offer_id: int
+    provider: str
+    model: str
+    variant: str
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    previous_input_per_1m: Decimal | None
+    previous_output_per_1m: Decimal | None
+    observed_at: datetime
+
+
+@dataclass
+class IngestResult:
+    providers_created: int = 0
+    models_created: int = 0
+    offers_created: int = 0
+    offers_updated: int = 0
+    unchanged: int = 0
+    ticks: list[TickRecord] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.providers_created or self.models_created or self.offers_created
+                    or self.offers_updated or self.ticks)
+
+
+def _unique(entries: Iterable[OfferEntry]) -> list[OfferEntry]:
+    seen: dict[tuple[str, str, str], OfferEntry] = {}
+    for entry in entries:
+        key = (entry.provider, entry.model.slug, entry.variant)
+        if key in seen and seen[key] != entry:
+            raise ValueError(f"two entries for {key}: {seen[key].source_key!r} and {entry.source_key!r}")
+        seen[key] = entry
+    return list(seen.values())
+
+
+async def apply_offers(
+    session: AsyncSession,
+    entries: Sequence[OfferEntry],
+    source: str,
+    observed_at: datetime | None = None,
+    confirm: bool = False,
+    progress: Progress | None = None,
+) -> IngestResult:
+    observed_at = observed_at or datetime.now(UTC)
+    entries = _unique(entries)
+    result = IngestResult()
+    provider_ids = await _ensure_providers(session, {e.provider for e in entries}, result)
+    model_ids = await _ensure_models(session, {e.model.slug: e.model for e in entries}, result)
+
+    current = {
+        (o.provider_id, o.model_id, o.variant): o
+        for o in (await session.execute(select(Offer))).scalars()
+    }
+    new_rows: list[dict[str, object]] = []
+    new_entries: list[OfferEntry] = []
+    for done, entry in enumerate(entries, 1):
+        pid, mid = provider_ids[entry.provider], model_ids[entry.model.slug]
+        offer = current.get((pid, mid, entry.variant))
+        input_price, output_price = price(entry.input_per_1m), price(entry.output_per_1m)
+        if offer is None:
+            new_rows.append(_offer_values(entry, pid, mid, input_price, output_price, source, observed_at))
+            new_entries.append(entry)
+        else:
+            await _update_offer(session, offer, entry, input_price, output_price, source,
+                                observed_at, confirm, result)
+        if progress and done % CHUNK == 0:
+            progress(CHUNK)
+    if progress:
+        progress(len(entries) % CHUNK)
+
+    for start in range(0, len(new_rows), CHUNK):
+        rows = new_rows[start:start + CHUNK]
+        ids = (await session.execute(insert(Offer).returning(Offer.id), rows)).scalars().all()
+        for offer_id, row, entry in zip(ids, rows, new_entries[start:start + CHUNK], strict=True):
+            result.ticks.append(TickRecord(
+                offer_id, entry.provider, entry.model.slug, entry.variant,
+                row["input_per_1m"], row["output_per_1m"], None, None, observed_at,  # type: ignore[arg-type]
+            ))
+    result.offers_created = len(new_rows)
+    await _insert_ticks(session, result.ticks, source)
+    await _refresh_model_context(session, {model_ids[e.model.slug] for e in entries})
+    return result
+
+
+def _offer_values(
+    entry: OfferEntry, provider_id: int, model_id: int, input_price: Decimal, output_price: Decimal,
+    source: str, observed_at: datetime,
+) -> dict[str, object]:
+    return {
+        "provider_id": provider_id,
+        "model_id": model_id,
+        "variant": entry.variant,
+        "provider_model_id": entry.provider_model_id,
+        "context_window": entry.context_window,
+        "max_output_tokens": entry.max_output_tokens,
+        "supports_vision": entry.supports_vision,
+        "supports_tools": entry.supports_tools,
+        "input_per_1m": input_price,
+        "output_per_1m": output_price,
+        "status": OfferStatus.LIVE,
+        "source": source,
+        "updated_at": observed_at,
+        "confirmed_at": observed_at,
+    }
+
+
+async def _update_offer(
+    session: AsyncSession, offer: Offer, entry: OfferEntry, input_price: Decimal, output_price: Decimal,
+    source: str, observed_at: datetime, confirm: bool, result: IngestResult,
+) -> None:
+    values: dict[str, object] = {}
+    price_changed = offer.input_per_1m != input_price or offer.output_per_1m != output_price
+    if price_changed:
+        values.update(input_per_1m=input_price, output_per_1m=output_price, updated_at=observed_at)
+        result.ticks.append(TickRecord(
+            offer.id, entry.provider, entry.model.slug, entry.variant, input_price, output_price,
+            offer.input_per_1m, offer.output_per_1m, observed_at,
+        ))
+    for name in ("provider_model_id", "context_window", "max_output_tokens", "supports_vision",
+                 "supports_tools"):
+        if getattr(offer, name) != getattr(entry, name):
+            values[name] = getattr(entry, name)
+    if offer.status != OfferStatus.LIVE:
+        values["status"] = OfferStatus.LIVE
+    if values:
+        result.offers_updated += 1
+    else:
+        result.unchanged += 1
+    if values or confirm:
+        values.update(source=source, confirmed_at=observed_at)
+        await session.execute(update(Offer).where(Offer.id == offer.id).values(**values))
+
+
+async def _insert_ticks(session: AsyncSession, ticks: list[TickRecord], source: str) -> None:
+    rows = [
+        {"offer_id": t.offer_id, "input_per_1m": t.input_per_1m, "output_per_1m": t.output_per_1m,
+         "observed_at": t.observed_at, "source": source}
+        for t in ticks
+    ]
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(insert(PriceTick), rows[start:start + CHUNK])
+
+
+async def _ensure_providers(session: AsyncSession, slugs: set[str], result: IngestResult) -> dict[str, int]:
+    ids = dict((await session.execute(select(Provider.slug, Provider.id))).all())
+    missing = sorted(slugs - ids.keys())
+    if missing:
+        rows = []
+        for slug in missing:
+            info = PROVIDERS.get(slug)
+            rows.append({
+                "slug": slug,
+                "name": info.name if info else slug,
+                "signup_url": info.signup_url if info else None,
+                "base_url": info.base_url if info else None,
+            })
+        created = await session.execute(insert(Provider).returning(Provider.slug, Provider.id), rows)
+        ids.update(created.all())
+        result.providers_created = len(missing)
+    return ids
+
+
+async def _ensure_models(
+    session: AsyncSession, identities: dict[str, ModelIdentity], result: IngestResult
+) -> dict[str, int]:
+    existing = {m.slug: m for m in (await session.execute(select(Model))).scalars()}
+    missing = sorted(identities.keys() - existing.keys())
+    ids = {slug: m.id for slug, m in existing.items()}
+    for slug, model in existing.items():
+        identity = identities.get(slug)
+        if identity and _model_values(identity) != _model_values(model):
+            await session.execute(update(Model).where(Model.id == model.id).values(**_model_values(identity)))
+    for start in range(0, len(missing), CHUNK):
+        rows = [{"slug": slug, **_model_values(identities[slug])} for slug in missing[start:start + CHUNK]]
+        created = await session.execute(insert(Model).returning(Model.slug, Model.id), rows)
+        ids.update(created.all())
+    result.models_created = len(missing)
+    return ids
+
+
+def _model_values(model: ModelIdentity | Model) -> dict[str, object]:
+    return {
+        "display_name": model.display_name,
+        "family": model.family,
+        "params_b": model.params_b,
+        "is_benchmark": model.is_benchmark,
+    }
+
+
+async def _refresh_model_context(session: AsyncSession, model_ids: set[int]) -> None:
+    """A model's context window is the largest its live offers give."""
+    if not model_ids:
+        return
+    rows = (await session.execute(
+        select(Offer.model_id, Offer.context_window).where(Offer.model_id.in_(model_ids))
+    )).all()
+    best: dict[int, int | None] = dict.fromkeys(model_ids)
+    for model_id, window in rows:
+        if window is not None and (best[model_id] is None or window > best[model_id]):  # type: ignore[operator]
+            best[model_id] = window
+    current = dict((await session.execute(
+        select(Model.id, Model.context_window).where(Model.id.in_(model_ids))
+    )).all())
+    for model_id, window in best.items():
+        if current.get(model_id) != window:
+            await session.execute(update(Model).where(Model.id == model_id).values(context_window=window))

@@ -1,0 +1,221 @@
+"""Tables. Money columns are NUMERIC and map to Decimal; timestamps are timezone-aware UTC."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# USD per 1M tokens, and USD amounts: 10 places covers per-token prices of 1e-16 USD.
+Money = Numeric(20, 10, asdecimal=True)
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets BIGINT for append-only tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every backend (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class OfferStatus(enum.StrEnum):
+    LIVE = "live"
+    STALE = "stale"
+    UNAVAILABLE = "unavailable"
+
+
+class Plan(enum.StrEnum):
+    FREE = "free"
+    DEVELOPER = "developer"
+    TEAM = "team"
+    ENTERPRISE = "enterprise"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    signup_url: Mapped[str | None] = mapped_column(String(256))
+    base_url: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    offers: Mapped[list[Offer]] = relationship(back_populates="provider", lazy="raise")
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(128), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    family: Mapped[str] = mapped_column(String(64), index=True)
+    params_b: Mapped[Decimal | None] = mapped_column(Numeric(12, 3))
+    context_window: Mapped[int | None] = mapped_column(Integer)
+    is_benchmark: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    offers: Mapped[list[Offer]] = relationship(back_populates="model", lazy="raise")
+
+
+class Offer(Base):
+    """One model at one provider, as one variant (fp8 build, turbo tier, region...)."""
+
+    __tablename__ = "offers"
+    __table_args__ = (UniqueConstraint("provider_id", "model_id", "variant", name="uq_offers_identity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    variant: Mapped[str] = mapped_column(String(64), default="")
+    provider_model_id: Mapped[str] = mapped_column(String(256))
+    context_window: Mapped[int | None] = mapped_column(Integer)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    supports_vision: Mapped[bool] = mapped_column(Boolean, default=False)
+    supports_tools: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_per_1m: Mapped[Decimal] = mapped_column(Money)
+    output_per_1m: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[OfferStatus] = mapped_column(_enum(OfferStatus, "offer_status"), default=OfferStatus.LIVE)
+    source: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="offers", lazy="raise")
+    model: Mapped[Model] = relationship(back_populates="offers", lazy="raise")
+
+
+class PriceTick(Base):
+    """An append-only observation of an offer's price; only changes are recorded."""
+
+    __tablename__ = "price_ticks"
+    __table_args__ = (Index("ix_price_ticks_offer_observed", "offer_id", "observed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
+    input_per_1m: Mapped[Decimal] = mapped_column(Money)
+    output_per_1m: Mapped[Decimal] = mapped_column(Money)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_non_negative"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    plan: Mapped[Plan] = mapped_column(_enum(Plan, "plan"), default=Plan.FREE)
+    balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """Only a SHA-256 of the secret and a short display prefix are stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UsageRecord(Base):
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_account_created", "account_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
+    model_slug: Mapped[str] = mapped_column(String(128))
+    provider_slug: Mapped[str | None] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(128))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[int] = mapped_column(Integer)
+    key_source: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BalanceTransaction(Base):
+    """The ledger: every change to an account balance is one row; amount is signed."""
+
+    __tablename__ = "balance_transactions"
+    __table_args__ = (Index("ix_balance_transactions_account_created", "account_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    balance_after: Mapped[Decimal] = mapped_column(Money)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    usage_record_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("usage_records.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

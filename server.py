@@ -1,0 +1,272 @@
+"""Pricegraph: the app factory and the command line (`python server.py --help`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from datasources import accounts
+from datasources.catalog.entries import CatalogFormatError
+from datasources.catalog.importer import FORMATS, ensure_seed, import_file
+from datasources.db import migrate
+from datasources.db.engine import DatabaseURLError, create_engine, database_url, sessionmaker
+from datasources.errors import DomainError
+from routing.rest import account_api, price_api
+from schema.context import Context
+from schema.root import schema
+
+log = logging.getLogger("pricegraph")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL
+    migrate_on_start: bool = True
+    seed_on_start: bool = True
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> Settings:
+        return cls(database_url=database_url(url))
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
+
+
+async def healthz(request: Request) -> Response:
+    async with request.app.state.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return JSONResponse({"status": "ok", "database": request.app.state.engine.dialect.name})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail, "code": exc.status_code}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal server error", "code": 500}, status_code=500)
+
+
+async def prepare_database(engine: AsyncEngine, settings: Settings) -> None:
+    if settings.migrate_on_start:
+        await migrate.upgrade(engine)
+    if settings.seed_on_start:
+        result = await ensure_seed(sessionmaker(engine))
+        if result is not None:
+            log.info("seeded the catalog: %d offers, %d models, %d providers",
+                     result.offers_created, result.models_created, result.providers_created)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        try:
+            await prepare_database(engine, settings)
+            app.state.engine = engine
+            app.state.sessionmaker = sessionmaker(engine)
+            yield
+        finally:
+            await engine.dispose()
+
+    graphql = GraphQLApp(
+        schema,
+        graphql_ide="graphiql",
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Mount("/api/v1", routes=price_api.routes),
+        Mount("/v1", routes=account_api.routes),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+
+def _run(make: Callable[[AsyncEngine, async_sessionmaker[AsyncSession]], Coroutine[Any, Any, T]]) -> T:
+    """Open the configured database, bring its schema up to date, run one coroutine, close it."""
+    try:
+        settings = Settings.from_env()
+    except DatabaseURLError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def main() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate.upgrade(engine)
+            return await make(engine, sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database: {exc}") from None
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Pricegraph: LLM inference prices as a GraphQL graph, a REST API and a routing gateway.
+
+    The database is DATABASE_URL (default: pricegraph.db, SQLite, in the working directory).
+    With no command, `serve` runs.
+    """
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@cli.command()
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Also HOST.")
+@click.option("--port", envvar="PORT", default=8000, type=int, show_default=True, help="Also PORT.")
+def serve(host: str, port: int) -> None:
+    """Apply pending migrations, seed an empty catalog and serve HTTP and websockets."""
+    import uvicorn
+
+    try:
+        app = create_app()
+    except DatabaseURLError as exc:
+        raise click.ClickException(str(exc)) from None
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "info").lower())
+
+
+@cli.command("migrate")
+@click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
+@click.option("--down", "down", metavar="REVISION", help="Downgrade to this revision instead (e.g. base).")
+def migrate_command(revision: str, down: str | None) -> None:
+    """Bring the database schema to a revision (default: the newest)."""
+    try:
+        settings = Settings.from_env()
+    except DatabaseURLError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def main() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            if down:
+                await migrate.downgrade(engine, down)
+            else:
+                await migrate.upgrade(engine, revision)
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database at revision {asyncio.run(main()) or 'base'}")
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True, help="The file's format.")
+def import_command(path: Path, fmt: str) -> None:
+    """Import a price file in one transaction: new offers, and a tick for every changed price."""
+    with click.progressbar(length=1, label=f"importing {path.name}", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done)
+
+        async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+            return await import_file(sessions, path, fmt, progress)
+
+        try:
+            result = _run(main)
+        except (CatalogFormatError, OSError) as exc:
+            raise click.ClickException(f"import failed, nothing was written: {exc}") from None
+    click.echo(
+        f"{path}: {result.offers_created} new offers, {result.offers_updated} updated, "
+        f"{result.unchanged} unchanged, {len(result.ticks)} price ticks, "
+        f"{result.models_created} new models, {result.providers_created} new providers"
+    )
+
+
+@cli.group("accounts")
+def accounts_group() -> None:
+    """Accounts and plans."""
+
+
+@accounts_group.command("create")
+@click.option("--plan", required=True, help="free, developer, team or enterprise.")
+@click.option("--credit", default="0", show_default=True, help="Prepaid balance in USD.")
+@click.option("--name", default="", help="A name for the account.")
+def accounts_create(plan: str, credit: str, name: str) -> None:
+    """Create an account and print its first API key (shown only this once)."""
+    try:
+        parsed_plan = accounts.parse_plan(plan)
+    except DomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="--plan") from None
+    try:
+        amount = Decimal(credit)
+        if not amount.is_finite() or amount < 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise click.BadParameter(f"{credit!r} is not a non-negative USD amount", param_hint="--credit") from None
+
+    async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+        async with sessions() as session, session.begin():
+            return await accounts.create_account(session, parsed_plan, amount, name)
+
+    account, issued = _run(main)
+    click.echo(f"account {account.id} ({account.plan.value}), balance {account.balance:f} USD")
+    click.echo(f"key id: {issued.key.id}")
+    click.echo(f"api key: {issued.secret}")
+    click.echo("Store the API key now: it is not kept and cannot be shown again.", err=True)
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """API keys."""
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key by its id (key_...); requests with it are refused from then on."""
+
+    async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+        async with sessions() as session, session.begin():
+            return await accounts.revoke_key(session, key_id)
+
+    key = _run(main)
+    click.echo(f"revoked {key.id} ({key.prefix}...) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+if __name__ == "__main__":
+    cli()
