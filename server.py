@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -36,6 +37,7 @@ from schema.context import Context
 from schema.root import schema
 
 log = logging.getLogger("pricegraph")
+SDL_PATH = Path(__file__).with_name("schema.graphql")
 T = TypeVar("T")
 
 
@@ -48,6 +50,10 @@ class Settings:
     @classmethod
     def from_env(cls, url: str | None = None) -> Settings:
         return cls(database_url=database_url(url))
+
+
+def schema_sdl() -> str:
+    return schema.as_str() + "\n"
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -118,17 +124,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
 # ---- command line ---------------------------------------------------------------------------------
 
 
-def _run(make: Callable[[AsyncEngine, async_sessionmaker[AsyncSession]], Coroutine[Any, Any, T]]) -> T:
-    """Open the configured database, bring its schema up to date, run one coroutine, close it."""
+def _settings() -> Settings:
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except DatabaseURLError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _run(
+    make: Callable[[AsyncEngine, async_sessionmaker[AsyncSession]], Coroutine[Any, Any, T]],
+    upgrade: bool = True,
+) -> T:
+    """Open the configured database, bring its schema up to date, run one coroutine, close it."""
+    settings = _settings()
 
     async def main() -> T:
         engine = create_engine(settings.database_url)
         try:
-            await migrate.upgrade(engine)
+            if upgrade:
+                await migrate.upgrade(engine)
             return await make(engine, sessionmaker(engine))
         finally:
             await engine.dispose()
@@ -137,8 +151,9 @@ def _run(make: Callable[[AsyncEngine, async_sessionmaker[AsyncSession]], Corouti
         return asyncio.run(main())
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the database: {exc}") from None
+    except (OSError, DBAPIError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise click.ClickException(f"cannot use the database: {str(reason).splitlines()[0]}") from None
 
 
 @click.group(invoke_without_command=True)
@@ -155,16 +170,15 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Also HOST.")
-@click.option("--port", envvar="PORT", default=8000, type=int, show_default=True, help="Also PORT.")
+@click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), help="Default: HOST or 127.0.0.1.")
+@click.option("--port", default=lambda: os.environ.get("PORT", "8000"), type=int, help="Default: PORT or 8000.")
 def serve(host: str, port: int) -> None:
     """Apply pending migrations, seed an empty catalog and serve HTTP and websockets."""
     import uvicorn
 
-    try:
-        app = create_app()
-    except DatabaseURLError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _settings()
+    _run(lambda engine, _: prepare_database(engine, settings), upgrade=False)
+    app = create_app(replace(settings, migrate_on_start=False, seed_on_start=False))
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "info").lower())
 
 
@@ -173,27 +187,19 @@ def serve(host: str, port: int) -> None:
 @click.option("--down", "down", metavar="REVISION", help="Downgrade to this revision instead (e.g. base).")
 def migrate_command(revision: str, down: str | None) -> None:
     """Bring the database schema to a revision (default: the newest)."""
-    try:
-        settings = Settings.from_env()
-    except DatabaseURLError as exc:
-        raise click.ClickException(str(exc)) from None
 
-    async def main() -> str | None:
-        engine = create_engine(settings.database_url)
-        try:
-            if down:
-                await migrate.downgrade(engine, down)
-            else:
-                await migrate.upgrade(engine, revision)
-            return await migrate.current_revision(engine)
-        finally:
-            await engine.dispose()
+    async def main(engine: AsyncEngine, _: async_sessionmaker[AsyncSession]) -> str | None:
+        if down:
+            await migrate.downgrade(engine, down)
+        else:
+            await migrate.upgrade(engine, revision)
+        return await migrate.current_revision(engine)
 
-    click.echo(f"database at revision {asyncio.run(main()) or 'base'}")
+    click.echo(f"database at revision {_run(main, upgrade=False) or 'base'}")
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True, help="The file's format.")
 def import_command(path: Path, fmt: str) -> None:
     """Import a price file in one transaction: new offers, and a tick for every changed price."""
@@ -266,6 +272,14 @@ def keys_revoke(key_id: str) -> None:
 
     key = _run(main)
     click.echo(f"revoked {key.id} ({key.prefix}...) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@cli.command("export-schema")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=SDL_PATH, show_default=True)
+def export_schema(output: Path) -> None:
+    """Write the GraphQL schema (SDL) that the code defines."""
+    output.write_text(schema_sdl())
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":
