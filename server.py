@@ -32,6 +32,7 @@ from datasources.catalog.importer import FORMATS, ensure_seed, import_file
 from datasources.db import migrate
 from datasources.db.engine import DatabaseURLError, create_engine, database_url, sessionmaker
 from datasources.errors import DomainError
+from routing.auth import authenticate
 from routing.rest import account_api, price_api
 from schema.context import Context
 from schema.root import schema
@@ -58,7 +59,15 @@ def schema_sdl() -> str:
 
 class GraphQLApp(GraphQL[Context, None]):
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
+        context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
+        client = request.client.host if request.client else "unknown"
+        try:
+            context.principal = await authenticate(
+                context.sessionmaker, request.headers.get("authorization"), client
+            )
+        except DomainError as exc:
+            context.auth_error = exc
+        return context
 
 
 async def healthz(request: Request) -> Response:

@@ -66,9 +66,10 @@ async def create_key(session: AsyncSession, account_id: int, name: str = "") -> 
     return IssuedKey(key=key, secret=secret)
 
 
-async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey:
+async def revoke_key(session: AsyncSession, key_id: str, account_id: int | None = None) -> ApiKey:
+    """Revoke a key; with `account_id`, only that account's own key."""
     key = await session.get(ApiKey, key_id)
-    if key is None:
+    if key is None or (account_id is not None and key.account_id != account_id):
         raise NotFound(f"API key {key_id!r} not found")
     if key.revoked_at is None:
         await session.execute(
@@ -87,3 +88,22 @@ async def key_for_secret(session: AsyncSession, secret: str) -> ApiKey | None:
             select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
         )
     ).scalar_one_or_none()
+
+
+async def list_keys(session: AsyncSession, account_id: int) -> list[ApiKey]:
+    rows = await session.execute(select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.created_at))
+    return list(rows.scalars())
+
+
+async def get_account(session: AsyncSession, account_id: int) -> Account:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+async def set_plan(session: AsyncSession, account_id: int, plan: Plan) -> Account:
+    account = await get_account(session, account_id)
+    await session.execute(update(Account).where(Account.id == account_id).values(plan=plan))
+    await session.refresh(account)
+    return account

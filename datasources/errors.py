@@ -17,3 +17,27 @@ class BadInput(DomainError):
 
 class InsufficientBalance(DomainError):
     code = "PAYMENT_REQUIRED"
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+
+
+class PlanRequired(DomainError):
+    """The caller's plan does not include what was asked; it used no quota."""
+
+    code = "PAYMENT_REQUIRED"
+
+
+class QuotaExceeded(DomainError):
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, limit: int, retry_after: int, reset_at: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+        self.reset_at = reset_at

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 PRICE_PLACES = Decimal("1e-10")
 ONE_MILLION = Decimal(1_000_000)
+PERCENT_PLACES = Decimal("1e-4")
 
 
 def price(value: Decimal) -> Decimal:
@@ -26,3 +27,13 @@ def per_token_to_per_1m(value: object) -> Decimal:
 
 def blended(input_per_1m: Decimal, output_per_1m: Decimal) -> Decimal:
     return price((input_per_1m + output_per_1m) / 2)
+
+
+def percent_change(new: Decimal, old: Decimal) -> Decimal:
+    """(new - old) / old * 100 at 4 places, half-even; 0 when old is 0. Divides at 60 digits so it rounds once."""
+    if old == 0:
+        return Decimal(0).quantize(PERCENT_PLACES)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        ratio = (new - old) * 100 / old
+    return ratio.quantize(PERCENT_PLACES, rounding=ROUND_HALF_EVEN)

@@ -1,4 +1,4 @@
-"""Models, providers and offers (one model at one provider, as one variant, at its current price)."""
+"""Models, providers and prices (one model at one provider, as one variant, at its current price)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from enum import Enum
 
 import strawberry
 
+from datasources import prices
 from datasources.db import models as db
 from datasources.money import blended
+from resolvers import history
+from schema.candles import Candle, CandleInterval
 from schema.context import Info
 
 
@@ -20,8 +23,8 @@ class OfferStatus(Enum):
     UNAVAILABLE = "unavailable"
 
 
-@strawberry.type(description="A model as sold by one provider, with its current price in USD per 1M tokens.")
-class Offer:
+@strawberry.type(description="A model as sold by one provider (one variant of it), at its current price in USD per 1M tokens.")
+class Price:
     row: strawberry.Private[db.Offer]
 
     @strawberry.field
@@ -68,13 +71,17 @@ class Offer:
     def status(self) -> OfferStatus:
         return OfferStatus(self.row.status.value)
 
-    @strawberry.field
+    @strawberry.field(description="Where the price was last observed (litellm, openrouter, admin...).")
     def source(self) -> str:
         return self.row.source
 
-    @strawberry.field
+    @strawberry.field(description="When the price last changed.")
     def updated_at(self) -> datetime:
         return self.row.updated_at
+
+    @strawberry.field(description="When a source last confirmed the price.")
+    def confirmed_at(self) -> datetime:
+        return self.row.confirmed_at
 
     @strawberry.field
     async def model(self, info: Info) -> Model:
@@ -87,6 +94,14 @@ class Offer:
         row = await info.context.loaders.provider_by_id.load(self.row.provider_id)
         assert row is not None
         return Provider(row=row)
+
+    @strawberry.field(description="OHLC candles of this price's blended rate (developer plan; hourly and over 30 days: team).")
+    async def candles(self, info: Info, days: int = 30, interval: CandleInterval = CandleInterval.DAY) -> list[Candle]:
+        return await history.candles_of_offer(info, self.row.id, days, interval)
+
+
+def _prices(offers: list[db.Offer]) -> list[Price]:
+    return [Price(row=o) for o in offers]
 
 
 @strawberry.type(description="A model under one canonical slug, whatever each provider calls it.")
@@ -117,14 +132,23 @@ class Model:
     def is_benchmark(self) -> bool:
         return self.row.is_benchmark
 
-    @strawberry.field(description="Every offer of this model, cheapest blended price first.")
-    async def offers(self, info: Info) -> list[Offer]:
-        return [Offer(row=o) for o in await info.context.loaders.offers_by_model.load(self.row.id)]
+    @strawberry.field(description="Every price of this model, cheapest blended first.")
+    async def prices(self, info: Info) -> list[Price]:
+        return _prices(await info.context.loaders.offers_by_model.load(self.row.id))
 
-    @strawberry.field
+    @strawberry.field(description="The same list as `prices`: every offer of this model.")
+    async def offers(self, info: Info) -> list[Price]:
+        return _prices(await info.context.loaders.offers_by_model.load(self.row.id))
+
+    @strawberry.field(description="The cheapest live price, by blended rate.")
+    async def cheapest(self, info: Info) -> Price | None:
+        best = prices.cheapest(await info.context.loaders.offers_by_model.load(self.row.id))
+        return Price(row=best) if best else None
+
+    @strawberry.field(description="How many providers offer this model (offers not unavailable).")
     async def provider_count(self, info: Info) -> int:
         offers = await info.context.loaders.offers_by_model.load(self.row.id)
-        return len({o.provider_id for o in offers})
+        return len({o.provider_id for o in offers if o.status is not db.OfferStatus.UNAVAILABLE})
 
 
 @strawberry.type(description="An inference provider.")
@@ -143,9 +167,20 @@ class Provider:
     def signup_url(self) -> str | None:
         return self.row.signup_url
 
-    @strawberry.field(description="Every offer of this provider, cheapest blended price first.")
-    async def offers(self, info: Info) -> list[Offer]:
-        return [Offer(row=o) for o in await info.context.loaders.offers_by_provider.load(self.row.id)]
+    @strawberry.field(description="Every price of this provider, cheapest blended first.")
+    async def prices(self, info: Info) -> list[Price]:
+        return _prices(await info.context.loaders.offers_by_provider.load(self.row.id))
+
+    @strawberry.field(description="The same list as `prices`: every offer of this provider.")
+    async def offers(self, info: Info) -> list[Price]:
+        return _prices(await info.context.loaders.offers_by_provider.load(self.row.id))
+
+    @strawberry.field(description="The models this provider offers, by slug.")
+    async def models(self, info: Info) -> list[Model]:
+        offers = await info.context.loaders.offers_by_provider.load(self.row.id)
+        ids = list(dict.fromkeys(o.model_id for o in offers))
+        rows = await info.context.loaders.model_by_id.load_many(ids)
+        return sorted((Model(row=r) for r in rows if r is not None), key=lambda m: m.row.slug)
 
     @strawberry.field
     async def model_count(self, info: Info) -> int:

@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from datasources.errors import DomainError
 from resolvers.loaders import Loaders, build_loaders
+from routing.auth import Principal
 
 
 @dataclass
@@ -16,10 +18,20 @@ class Context:
     request: Request | WebSocket
     response: Any
     sessionmaker: async_sessionmaker[AsyncSession]
+    principal: Principal | None = None
+    auth_error: DomainError | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = build_loaders(self.sessionmaker)
+
+    @property
+    def caller(self) -> Principal:
+        """The authenticated caller, or the reason there is none (raised)."""
+        if self.auth_error is not None:
+            raise self.auth_error
+        assert self.principal is not None
+        return self.principal
 
 
 Info = StrawberryInfo[Context, None]

@@ -1,23 +1,70 @@
-"""The schema: root types assembled from per-domain resolvers."""
+"""The schema: root types assembled from per-domain resolvers, with the limits every operation obeys."""
 
 from __future__ import annotations
 
 import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 
-from resolvers import catalog
-from schema.catalog import Model, Provider
+from resolvers import accounts, admin, catalog, history
+from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
+from schema.candles import Candle
+from schema.catalog import Model, Price, Provider
+from schema.compare import Comparison
+from schema.guard import Guard
+from schema.ticks import RecordedPrices
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
 
 
 @strawberry.type
 class Query:
     models: list[Model] = strawberry.field(
-        resolver=catalog.models, description="Models, by slug; filter by family, provider or text."
+        resolver=catalog.models, description="Models by slug; filter by family, provider, capability or text."
     )
-    model: Model | None = strawberry.field(resolver=catalog.model, description="One model by canonical slug.")
-    providers: list[Provider] = strawberry.field(
-        resolver=catalog.providers, description="Providers with at least one offer."
+    model: Model | None = strawberry.field(
+        resolver=catalog.model, description="One model by canonical slug or any known spelling."
     )
+    providers: list[Provider] = strawberry.field(resolver=catalog.providers, description="Providers with offers.")
     provider: Provider | None = strawberry.field(resolver=catalog.provider)
+    prices: list[Price] = strawberry.field(
+        resolver=catalog.prices, description="Current prices, for a model and/or a provider, cheapest first."
+    )
+    candles: list[Candle] = strawberry.field(
+        resolver=history.candles,
+        description="OHLC candles of a model at a provider (developer plan; hourly and over 30 days: team).",
+    )
+    compare: list[Comparison] = strawberry.field(
+        resolver=catalog.compare, description="Up to 5 models side by side (team plan)."
+    )
+    me: Account = strawberry.field(resolver=accounts.me, description="The account of the calling API key.")
+    api_keys: list[ApiKey] = strawberry.field(resolver=accounts.api_keys, description="The account's API keys.")
 
 
-schema = strawberry.Schema(query=Query)
+@strawberry.type
+class Mutation:
+    create_api_key: CreatedApiKey = strawberry.field(resolver=accounts.create_api_key)
+    revoke_api_key: ApiKey = strawberry.field(resolver=accounts.revoke_api_key)
+    record_prices: RecordedPrices = strawberry.field(
+        resolver=admin.record_prices, description="Operators: observed prices; only changes become ticks."
+    )
+    create_account: CreatedAccount = strawberry.field(resolver=admin.create_account, description="Operators.")
+    set_plan: Account = strawberry.field(resolver=admin.set_plan, description="Operators.")
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None) -> None:  # type: ignore[no-untyped-def]
+        """Errors are logged where they are coded (schema/guard.py): only unexpected ones, once."""
+
+
+schema = Schema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        Guard,
+    ],
+)

@@ -177,5 +177,6 @@ async def test_nested_catalog_query_costs_a_bounded_number_of_statements(seeded_
             models = gql(server.url, CATALOG, first=first, offset=0)["models"]
             assert len(models) == first
             counts.append(len(statements))
-    # models, offers of all models, then each distinct model and provider once: 4 whatever the size.
-    assert counts == [4, 4, 4]
+    # The quota (an upsert and the rolling window's sum), the models, the offers of all of them, then
+    # each distinct model and provider once: the same 6 statements whatever the number of models.
+    assert counts == [6, 6, 6]

@@ -33,7 +33,12 @@ def database_url(raw: str | None = None) -> URL:
             f"unsupported DATABASE_URL scheme {url.drivername!r}: use sqlite+aiosqlite:///PATH "
             "or postgresql+asyncpg://USER@HOST:PORT/DB"
         )
-    return url.set(drivername=drivername)
+    url = url.set(drivername=drivername)
+    if drivername == "sqlite+aiosqlite" and url.database and url.database != ":memory:":
+        folder = Path(url.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise DatabaseURLError(f"DATABASE_URL names a SQLite file in a missing directory: {folder}")
+    return url
 
 
 def _redact(raw: str) -> str:

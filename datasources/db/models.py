@@ -219,3 +219,13 @@ class BalanceTransaction(Base):
         BigId, ForeignKey("usage_records.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RequestCounter(Base):
+    """Requests per subject (an account, or a keyless client's address) per window bucket."""
+
+    __tablename__ = "request_counters"
+
+    subject: Mapped[str] = mapped_column(String(96), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    requests: Mapped[int] = mapped_column("count", Integer, default=0)

@@ -1,7 +1,202 @@
-"""The price API (`/api/v1/...`)."""
+"""The price API (`/api/v1/...`): prices, history, compare, models, providers — shapes as documented."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from datasources import prices
+from datasources.candles import Candle, Interval, candles_for_offer
+from datasources.catalog import queries
+from datasources.db.models import Model, Provider
+from datasources.errors import BadInput
+from datasources.plans import Feature
+from routing.rest.endpoint import JSON, Call, endpoint
+from routing.rest.openapi import document
+
+INTERVALS = {"1d": Interval.DAY, "1h": Interval.HOUR}
+MAX_DAYS = 365
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def params_b(value: Decimal | None) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def price_object(row: prices.PriceRow) -> dict[str, Any]:
+    offer = row.offer
+    return {
+        "provider": row.provider.slug,
+        "input_per_1m": offer.input_per_1m,
+        "output_per_1m": offer.output_per_1m,
+        "blended_per_1m": row.blended,
+        "context_window": offer.context_window,
+        "status": offer.status.value,
+        "model": row.model.slug,
+        "variant": offer.variant,
+        "provider_model_id": offer.provider_model_id,
+        "supports_vision": offer.supports_vision,
+        "supports_tools": offer.supports_tools,
+        "updated_at": iso(offer.updated_at),
+    }
+
+
+@endpoint
+async def get_prices(call: Call) -> dict[str, Any]:
+    model_text, provider_text = call.text("model"), call.text("provider")
+    await call.admit(Feature.PRICES)
+    async with call.sessionmaker() as session:
+        model = await prices.find_model(session, model_text) if model_text else None
+        provider = await prices.find_provider(session, provider_text) if provider_text else None
+        rows = await prices.current_prices(session, model, provider)
+    return {
+        "model": model.slug if model else None,
+        "updated_at": iso(max((r.offer.confirmed_at for r in rows), default=None)),
+        "prices": [price_object(r) for r in rows],
+    }
+
+
+def candle_object(candle: Candle, interval: Interval) -> dict[str, Any]:
+    return {
+        "date": candle.start.strftime("%Y-%m-%d") if interval is Interval.DAY else iso(candle.start),
+        "open": candle.open,
+        "high": candle.high,
+        "low": candle.low,
+        "close": candle.close,
+        "change_pct": candle.change_pct,
+        "timestamp": iso(candle.start),
+        "ticks": candle.ticks,
+    }
+
+
+@endpoint
+async def get_history(call: Call) -> dict[str, Any]:
+    model_text = call.text("model", required=True)
+    provider_text = call.text("provider", required=True)
+    days = call.integer("days", 30, 1, MAX_DAYS)
+    interval_name = call.choice("interval", "1d", tuple(INTERVALS))
+    variant = call.text("variant")
+    interval = INTERVALS[interval_name]
+    if interval is Interval.HOUR:
+        await call.admit(Feature.HOURLY_CANDLES, history_days=days)
+    else:
+        await call.admit(Feature.HISTORY, history_days=days)
+    assert model_text is not None and provider_text is not None
+    async with call.sessionmaker() as session:
+        model = await prices.find_model(session, model_text)
+        provider = await prices.find_provider(session, provider_text)
+        offer = await prices.pair_offer(session, model, provider, variant)
+        candles = await candles_for_offer(session, offer.id, days, interval)
+    return {
+        "model": model.slug,
+        "provider": provider.slug,
+        "interval": interval_name,
+        "variant": offer.variant,
+        "candles": [candle_object(c, interval) for c in candles],
+    }
+
+
+@endpoint
+async def get_compare(call: Call) -> dict[str, Any]:
+    raw = call.text("models", required=True)
+    assert raw is not None
+    names = list(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    if not names:
+        raise BadInput("missing required parameter: models")
+    if len(names) > prices.MAX_COMPARE:
+        raise BadInput(f"invalid parameter models: at most {prices.MAX_COMPARE} models, got {len(names)}")
+    provider_text = call.text("provider")
+    await call.admit(Feature.COMPARE)
+    async with call.sessionmaker() as session:
+        models = [await prices.find_model(session, name) for name in names]
+        provider = await prices.find_provider(session, provider_text) if provider_text else None
+        rows = await prices.compare(session, models, provider)
+    return {
+        "updated_at": iso(max((r.updated_at for r in rows if r.updated_at), default=None)),
+        "models": [
+            {
+                "model": r.model.slug,
+                "cheapest_provider": r.cheapest.provider.slug if r.cheapest else None,
+                "cheapest_blended": r.cheapest.blended if r.cheapest else None,
+                "avg_blended": r.average_blended,
+                "provider_count": r.provider_count,
+                "cheapest_variant": r.cheapest.offer.variant if r.cheapest else None,
+            }
+            for r in rows
+        ],
+    }
+
+
+def model_object(model: Model, provider_count: int) -> dict[str, Any]:
+    return {
+        "slug": model.slug,
+        "display_name": model.display_name,
+        "family": model.family,
+        "params_b": params_b(model.params_b),
+        "context_window": model.context_window,
+        "provider_count": provider_count,
+        "is_benchmark": model.is_benchmark,
+    }
+
+
+@endpoint
+async def get_models(call: Call) -> dict[str, Any]:
+    family, provider_text = call.text("family"), call.text("provider")
+    await call.admit(Feature.MODELS)
+    async with call.sessionmaker() as session:
+        provider = await prices.find_provider(session, provider_text) if provider_text else None
+        models = await queries.list_models(
+            session, family=family, provider=provider.slug if provider else None, limit=None
+        )
+        counts = await queries.provider_counts(session)
+    return {"models": [model_object(m, counts.get(m.id, 0)) for m in models]}
+
+
+def provider_status(live: int, total: int) -> str:
+    if live:
+        return "operational"
+    return "degraded" if total else "unavailable"
+
+
+def provider_object(provider: Provider, activity: tuple[int, int, int]) -> dict[str, Any]:
+    models, live, total = activity
+    return {
+        "slug": provider.slug,
+        "name": provider.name,
+        "model_count": models,
+        "status": provider_status(live, total),
+        "signup_url": provider.signup_url,
+    }
+
+
+@endpoint
+async def get_providers(call: Call) -> dict[str, Any]:
+    await call.admit(Feature.PROVIDERS)
+    async with call.sessionmaker() as session:
+        providers = await queries.list_providers(session)
+        activity = await queries.provider_activity(session)
+    return {"providers": [provider_object(p, activity.get(p.id, (0, 0, 0))) for p in providers]}
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(document(str(request.base_url).rstrip("/")))
+
+
+routes: list[BaseRoute] = [
+    Route("/prices", get_prices),
+    Route("/history", get_history),
+    Route("/compare", get_compare),
+    Route("/models", get_models),
+    Route("/providers", get_providers),
+    Route("/openapi.json", openapi),
+]

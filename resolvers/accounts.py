@@ -1,0 +1,34 @@
+"""The caller's own account and keys."""
+
+from __future__ import annotations
+
+import strawberry
+
+from datasources import accounts
+from schema.accounts import Account, ApiKey, CreatedApiKey
+from schema.context import Info
+
+
+async def me(info: Info) -> Account:
+    account_id = info.context.caller.require_account()
+    async with info.context.sessionmaker() as session:
+        return Account(row=await accounts.get_account(session, account_id))
+
+
+async def api_keys(info: Info) -> list[ApiKey]:
+    account_id = info.context.caller.require_account()
+    async with info.context.sessionmaker() as session:
+        return [ApiKey(row=k) for k in await accounts.list_keys(session, account_id)]
+
+
+async def create_api_key(info: Info, name: str = "") -> CreatedApiKey:
+    account_id = info.context.caller.require_account()
+    async with info.context.sessionmaker() as session, session.begin():
+        issued = await accounts.create_key(session, account_id, name.strip())
+    return CreatedApiKey(key=ApiKey(row=issued.key), secret=issued.secret)
+
+
+async def revoke_api_key(info: Info, id: strawberry.ID) -> ApiKey:  # noqa: A002 - the GraphQL argument's name
+    account_id = info.context.caller.require_account()
+    async with info.context.sessionmaker() as session, session.begin():
+        return ApiKey(row=await accounts.revoke_key(session, str(id), account_id=account_id))

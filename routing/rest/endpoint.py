@@ -1,0 +1,130 @@
+"""What every REST endpoint shares: the caller, admission, parameters, and `{"error", "code"}` errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from datasources import errors
+from datasources.plans import Feature
+from datasources.quotas import Admission
+from routing import limits
+from routing.auth import Principal, authenticate
+
+log = logging.getLogger("pricegraph.rest")
+
+STATUS: dict[type[errors.DomainError], int] = {
+    errors.BadInput: 400,
+    errors.Unauthenticated: 401,
+    errors.PlanRequired: 402,
+    errors.InsufficientBalance: 402,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.QuotaExceeded: 429,
+}
+
+
+def _number(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class JSON(JSONResponse):
+    """JSON with Decimal money written as plain numbers."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_number, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSON({"error": message, "code": status}, status_code=status, headers=headers)
+
+
+def error_for(exc: errors.DomainError, headers: dict[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    if isinstance(exc, errors.QuotaExceeded):
+        headers.update({
+            "Retry-After": str(exc.retry_after),
+            "X-RateLimit-Limit": str(exc.limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(exc.reset_at),
+        })
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error(STATUS.get(type(exc), 500), str(exc), headers)
+
+
+@dataclass
+class Call:
+    request: Request
+    principal: Principal
+    sessionmaker: async_sessionmaker[AsyncSession]
+    admission: Admission | None = field(default=None)
+
+    async def admit(self, feature: Feature, history_days: int | None = None) -> None:
+        self.admission = await limits.admit(self.sessionmaker, self.principal, feature, history_days)
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def text(self, name: str, default: str | None = None, required: bool = False) -> str | None:
+        value = self.request.query_params.get(name)
+        if value is None or not value.strip():
+            if required:
+                raise errors.BadInput(f"missing required parameter: {name}")
+            return default
+        return value.strip()
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise errors.BadInput(f"invalid parameter {name}: {raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise errors.BadInput(f"invalid parameter {name}: must be from {low} to {high}, got {value}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        assert value is not None
+        if value not in choices:
+            raise errors.BadInput(f"invalid parameter {name}: must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+Handler = Callable[[Call], Awaitable[dict[str, Any]]]
+
+
+async def principal_for(request: Request) -> Principal:
+    client = request.client.host if request.client else "unknown"
+    return await authenticate(request.app.state.sessionmaker, request.headers.get("authorization"), client)
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, let the handler parse and admit, answer JSON; domain errors become their status."""
+
+    async def run(request: Request) -> Response:
+        call: Call | None = None
+        try:
+            call = Call(request, await principal_for(request), request.app.state.sessionmaker)
+            body = await handler(call)
+            if call.admission is None:
+                raise RuntimeError(f"{handler.__name__} answered without admitting the request")
+            return JSON(body, headers=limits.rate_limit_headers(call.admission))
+        except errors.DomainError as exc:
+            admitted = call.admission if call is not None and call.admission is not None else None
+            return error_for(exc, limits.rate_limit_headers(admitted) if admitted else None)
+
+    run.__name__ = handler.__name__
+    return run

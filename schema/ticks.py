@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+
+from datasources.catalog.ingest import TickRecord
+from datasources.money import blended, percent_change
+
+
+@strawberry.type(description="One observed price change of a model at a provider.")
+class PriceTick:
+    row: strawberry.Private[TickRecord]
+
+    @strawberry.field
+    def model(self) -> str:
+        return self.row.model
+
+    @strawberry.field
+    def provider(self) -> str:
+        return self.row.provider
+
+    @strawberry.field
+    def variant(self) -> str:
+        return self.row.variant
+
+    @strawberry.field
+    def input_per_1m(self) -> Decimal:
+        return self.row.input_per_1m
+
+    @strawberry.field
+    def output_per_1m(self) -> Decimal:
+        return self.row.output_per_1m
+
+    @strawberry.field
+    def blended_per_1m(self) -> Decimal:
+        return blended(self.row.input_per_1m, self.row.output_per_1m)
+
+    @strawberry.field(description="The blended price before this change; null for a new offer.")
+    def previous_blended_per_1m(self) -> Decimal | None:
+        if self.row.previous_input_per_1m is None or self.row.previous_output_per_1m is None:
+            return None
+        return blended(self.row.previous_input_per_1m, self.row.previous_output_per_1m)
+
+    @strawberry.field(description="Percent change of the blended price; null for a new offer.")
+    def change_pct(self) -> Decimal | None:
+        previous = self.previous_blended_per_1m()
+        return None if previous is None else percent_change(self.blended_per_1m(), previous)
+
+    @strawberry.field
+    def observed_at(self) -> datetime:
+        return self.row.observed_at
+
+
+@strawberry.type
+class RecordedPrices:
+    ticks: list[PriceTick] = strawberry.field(description="The changes: new offers and changed prices.")
+    unchanged: int = strawberry.field(description="Observations that matched the current price.")
+    offers_created: int
