@@ -51,7 +51,7 @@ async def get_model(session: AsyncSession, slug: str) -> Model | None:
 
 
 async def list_providers(session: AsyncSession) -> list[Provider]:
-    statement = select(Provider).where(Provider.id.in_(select(distinct(Offer.provider_id))))
+    statement = select(Provider).where(Provider.id.in_(select(Offer.provider_id).distinct()))
     return list((await session.execute(statement.order_by(Provider.slug))).scalars())
 
 

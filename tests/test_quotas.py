@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from datasources import quotas
+from datasources.db.models import Plan
+from datasources.errors import PlanRequired, QuotaExceeded
+from datasources.plans import RULES, Feature, PlanRules, Window, require
+
+T0 = datetime(2026, 5, 12, 14, 32, tzinfo=UTC)
+SMALL_DAY = PlanRules(Plan.FREE, 3, Window.ROLLING_DAY, frozenset(), 0)
+SMALL_MONTH = PlanRules(Plan.DEVELOPER, 2, Window.CALENDAR_MONTH, frozenset(), 30)
+
+
+async def _admit(sessions, subject: str, rules: PlanRules, now: datetime) -> quotas.Admission:  # type: ignore[no-untyped-def]
+    async with sessions() as session:
+        return await quotas.admit(session, subject, rules, now)
+
+
+async def test_rolling_day_counts_the_last_24_hours(sessions) -> None:  # type: ignore[no-untyped-def]
+    first = await _admit(sessions, "ip:a", SMALL_DAY, T0)
+    assert (first.limit, first.remaining) == (3, 2)
+    await _admit(sessions, "ip:a", SMALL_DAY, T0 + timedelta(hours=5))
+    await _admit(sessions, "ip:a", SMALL_DAY, T0 + timedelta(hours=6))
+    with pytest.raises(QuotaExceeded) as refused:
+        await _admit(sessions, "ip:a", SMALL_DAY, T0 + timedelta(hours=7))
+    # The oldest request (in the 14:00 hour) leaves the window at 14:00 the next day.
+    expected_reset = T0.replace(minute=0) + timedelta(hours=24)
+    assert refused.value.reset_at == int(expected_reset.timestamp())
+    assert refused.value.retry_after == int((expected_reset - (T0 + timedelta(hours=7))).total_seconds())
+    # Refusals use no quota: once the first hour has left the window, exactly one more fits.
+    later = T0.replace(minute=0) + timedelta(hours=24, minutes=1)
+    assert (await _admit(sessions, "ip:a", SMALL_DAY, later)).remaining == 0
+    with pytest.raises(QuotaExceeded):
+        await _admit(sessions, "ip:a", SMALL_DAY, later)
+    assert (await _admit(sessions, "ip:b", SMALL_DAY, later)).remaining == 2  # other subjects are apart
+
+
+async def test_calendar_month_resets_on_the_first(sessions) -> None:  # type: ignore[no-untyped-def]
+    december = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+    await _admit(sessions, "account:1", SMALL_MONTH, december)
+    await _admit(sessions, "account:1", SMALL_MONTH, december)
+    with pytest.raises(QuotaExceeded) as refused:
+        await _admit(sessions, "account:1", SMALL_MONTH, december)
+    assert refused.value.retry_after == 3600
+    assert refused.value.reset_at == int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())
+    assert (await _admit(sessions, "account:1", SMALL_MONTH, datetime(2027, 1, 1, 0, 1, tzinfo=UTC))).remaining == 1
+
+
+async def test_enterprise_is_not_counted(sessions) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        assert await _admit(sessions, "account:9", RULES[Plan.ENTERPRISE], T0) == quotas.UNLIMITED
+
+
+async def test_concurrent_requests_admit_exactly_the_limit(sessions) -> None:  # type: ignore[no-untyped-def]
+    rules = PlanRules(Plan.FREE, 20, Window.ROLLING_DAY, frozenset(), 0)
+
+    async def one() -> bool:
+        try:
+            await _admit(sessions, "ip:c", rules, T0)
+            return True
+        except QuotaExceeded:
+            return False
+
+    results = await asyncio.gather(*(one() for _ in range(35)))
+    assert results.count(True) == 20
+
+
+def test_the_plan_table_gates_features_and_history() -> None:
+    require(RULES[Plan.FREE], Feature.PRICES)
+    with pytest.raises(PlanRequired, match="history requires the developer plan"):
+        require(RULES[Plan.FREE], Feature.HISTORY)
+    require(RULES[Plan.DEVELOPER], Feature.HISTORY, history_days=30)
+    with pytest.raises(PlanRequired, match="31 days of history requires the team plan"):
+        require(RULES[Plan.DEVELOPER], Feature.HISTORY, history_days=31)
+    with pytest.raises(PlanRequired, match="compare requires the team plan"):
+        require(RULES[Plan.DEVELOPER], Feature.COMPARE)
+    require(RULES[Plan.TEAM], Feature.HOURLY_CANDLES, history_days=365)
+    require(RULES[Plan.ENTERPRISE], Feature.WEBHOOKS)
