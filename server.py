@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
@@ -32,6 +34,8 @@ from datasources.catalog.importer import FORMATS, ensure_seed, import_file
 from datasources.db import migrate
 from datasources.db.engine import DatabaseURLError, create_engine, database_url, sessionmaker
 from datasources.errors import DomainError
+from datasources.events import create_broker
+from routing import websocket
 from routing.auth import authenticate
 from routing.rest import account_api, price_api
 from schema.context import Context
@@ -47,6 +51,7 @@ class Settings:
     database_url: URL
     migrate_on_start: bool = True
     seed_on_start: bool = True
+    connection_init_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, url: str | None = None) -> Settings:
@@ -58,6 +63,19 @@ def schema_sdl() -> str:
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    websocket_adapter_class = websocket.WebSocketAdapter  # type: ignore[assignment]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            websocket.release(WebSocket(scope, receive, send))
+
+    async def on_ws_connect(self, context: Context) -> None:
+        await websocket.connect(context)
+
     async def get_context(self, request: Any, response: Any) -> Context:
         context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
         client = request.client.host if request.client else "unknown"
@@ -103,18 +121,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        broker = create_broker(settings.database_url)
         try:
             await prepare_database(engine, settings)
+            await broker.start()
             app.state.engine = engine
             app.state.sessionmaker = sessionmaker(engine)
+            app.state.broker = broker
+            app.state.ws_limits = ws_limits
+            app.state.ws_connections = websocket.Connections(ws_limits.connections_per_subject)
             yield
         finally:
+            await broker.stop()
             await engine.dispose()
 
+    ws_limits = websocket.Limits()
     graphql = GraphQLApp(
         schema,
         graphql_ide="graphiql",
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout),
+        max_subscriptions_per_connection=ws_limits.subscriptions_per_connection,
     )
     routes = [
         Route("/healthz", healthz),

@@ -7,7 +7,7 @@ finds the quota spent takes its count back, so refused requests use no quota.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -27,6 +27,8 @@ class Admission:
     limit: int | None
     remaining: int | None
     reset_at: int | None  # Unix seconds
+    subject: str | None = None
+    bucket: datetime | None = None  # where the request was counted, to refund it
 
 
 UNLIMITED = Admission(None, None, None)
@@ -73,11 +75,7 @@ async def admit(session: AsyncSession, subject: str, rules: PlanRules, now: date
         reset = _next_month(bucket)
     used = earlier + count
     if used > rules.requests:
-        await session.execute(
-            update(RequestCounter)
-            .where(RequestCounter.subject == subject, RequestCounter.window_start == bucket)
-            .values(requests=RequestCounter.requests - 1)
-        )
+        await _take_back(session, subject, bucket)
         await session.commit()
         retry_after = max(1, math.ceil((reset - now).total_seconds()))
         raise QuotaExceeded(
@@ -86,4 +84,21 @@ async def admit(session: AsyncSession, subject: str, rules: PlanRules, now: date
             limit=rules.requests, retry_after=retry_after, reset_at=int(reset.timestamp()),
         )
     await session.commit()
-    return Admission(rules.requests, rules.requests - used, int(reset.timestamp()))
+    return Admission(rules.requests, rules.requests - used, int(reset.timestamp()), subject, bucket)
+
+
+async def refund(session: AsyncSession, admission: Admission) -> Admission:
+    """Give back a request that was refused after admission (it answered nothing). Commits."""
+    if admission.subject is None or admission.bucket is None or admission.remaining is None:
+        return admission
+    await _take_back(session, admission.subject, admission.bucket)
+    await session.commit()
+    return replace(admission, remaining=admission.remaining + 1, bucket=None)
+
+
+async def _take_back(session: AsyncSession, subject: str, bucket: datetime) -> None:
+    await session.execute(
+        update(RequestCounter)
+        .where(RequestCounter.subject == subject, RequestCounter.window_start == bucket)
+        .values(requests=RequestCounter.requests - 1)
+    )

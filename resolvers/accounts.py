@@ -9,13 +9,13 @@ from schema.accounts import Account, ApiKey, CreatedApiKey
 from schema.context import Info
 
 
-async def me(info: Info) -> Account:
+async def me(info: Info) -> Account | None:
     account_id = info.context.caller.require_account()
     async with info.context.sessionmaker() as session:
         return Account(row=await accounts.get_account(session, account_id))
 
 
-async def api_keys(info: Info) -> list[ApiKey]:
+async def api_keys(info: Info) -> list[ApiKey] | None:
     account_id = info.context.caller.require_account()
     async with info.context.sessionmaker() as session:
         return [ApiKey(row=k) for k in await accounts.list_keys(session, account_id)]

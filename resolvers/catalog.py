@@ -76,13 +76,13 @@ async def prices(info: Info, model: str | None = None, provider: str | None = No
     return [Price(row=r.offer) for r in rows]
 
 
-async def compare(info: Info, models: list[str], provider: str | None = None) -> list[Comparison]:
+async def compare(info: Info, models: list[str], provider: str | None = None) -> list[Comparison] | None:
+    require(info.context.caller.rules, Feature.COMPARE)
     names = list(dict.fromkeys(m.strip() for m in models if m.strip()))
     if not 1 <= len(names) <= price_service.MAX_COMPARE:
         raise BadInput(f"models: give 1 to {price_service.MAX_COMPARE} model slugs, got {len(names)}")
-    require(info.context.caller.rules, Feature.COMPARE)
     async with info.context.sessionmaker() as session:
-        found = [await price_service.find_model(session, name) for name in names]
+        found = list({m.id: m for m in [await price_service.find_model(session, name) for name in names]}.values())
         found_provider = await price_service.find_provider(session, provider) if provider else None
         rows = await price_service.compare(session, found, found_provider)
     return [Comparison(row=r) for r in rows]

@@ -21,7 +21,7 @@ def _admit(info: Info, days: int, interval: CandleInterval) -> Interval:
     return window
 
 
-async def candles_of_offer(info: Info, offer_id: int, days: int, interval: CandleInterval) -> list[Candle]:
+async def candles_of_offer(info: Info, offer_id: int, days: int, interval: CandleInterval) -> list[Candle] | None:
     window = _admit(info, days, interval)
     rows = await info.context.loaders.candles_by_offer.load((offer_id, days, window))
     return [Candle(row=c) for c in rows]
@@ -30,7 +30,7 @@ async def candles_of_offer(info: Info, offer_id: int, days: int, interval: Candl
 async def candles(
     info: Info, model: str, provider: str, days: int = 30, interval: CandleInterval = CandleInterval.DAY,
     variant: str | None = None,
-) -> list[Candle]:
+) -> list[Candle] | None:
     window = _admit(info, days, interval)
     async with info.context.sessionmaker() as session:
         found_model = await prices.find_model(session, model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources import quotas
+from datasources.errors import QuotaExceeded
 from datasources.plans import Feature, require
 from routing.auth import Principal
 
@@ -21,6 +22,11 @@ async def admit(
         return await quotas.admit(session, principal.subject, principal.rules)
 
 
+async def refund(sessionmaker: async_sessionmaker[AsyncSession], admission: quotas.Admission) -> quotas.Admission:
+    async with sessionmaker() as session:
+        return await quotas.refund(session, admission)
+
+
 def rate_limit_headers(admission: quotas.Admission) -> dict[str, str]:
     if admission.limit is None:
         return {}
@@ -28,4 +34,13 @@ def rate_limit_headers(admission: quotas.Admission) -> dict[str, str]:
         "X-RateLimit-Limit": str(admission.limit),
         "X-RateLimit-Remaining": str(admission.remaining),
         "X-RateLimit-Reset": str(admission.reset_at),
+    }
+
+
+def refusal_headers(exc: QuotaExceeded) -> dict[str, str]:
+    return {
+        "Retry-After": str(exc.retry_after),
+        "X-RateLimit-Limit": str(exc.limit),
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(exc.reset_at),
     }

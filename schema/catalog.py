@@ -96,7 +96,9 @@ class Price:
         return Provider(row=row)
 
     @strawberry.field(description="OHLC candles of this price's blended rate (developer plan; hourly and over 30 days: team).")
-    async def candles(self, info: Info, days: int = 30, interval: CandleInterval = CandleInterval.DAY) -> list[Candle]:
+    async def candles(
+        self, info: Info, days: int = 30, interval: CandleInterval = CandleInterval.DAY
+    ) -> list[Candle] | None:
         return await history.candles_of_offer(info, self.row.id, days, interval)
 
 

@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from datasources.errors import DomainError
+from datasources.events import MemoryBroker
 from resolvers.loaders import Loaders, build_loaders
 from routing.auth import Principal
 
@@ -20,10 +21,16 @@ class Context:
     sessionmaker: async_sessionmaker[AsyncSession]
     principal: Principal | None = None
     auth_error: DomainError | None = None
+    connection_params: object = None  # a websocket's connection_init payload
+    authorization: str | None = None  # the credential a websocket connected with, to re-check
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = build_loaders(self.sessionmaker)
+
+    @property
+    def broker(self) -> MemoryBroker:
+        return self.request.app.state.broker
 
     @property
     def caller(self) -> Principal:

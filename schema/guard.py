@@ -12,13 +12,17 @@ from collections.abc import Iterator
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
+from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult
 
 from datasources.errors import DomainError, QuotaExceeded
+from datasources.quotas import Admission
 from routing import limits
 
 log = logging.getLogger("pricegraph.graphql")
+REFUSALS = {"PAYMENT_REQUIRED", "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN"}
 SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
 
 
@@ -42,9 +46,7 @@ def coded(error: GraphQLError, suggestions: bool) -> GraphQLError:
         if isinstance(original, QuotaExceeded):
             extensions["retryAfter"] = original.retry_after
         return _with(error, str(original), extensions)
-    if isinstance(original, GraphQLError):
-        return coded(original, suggestions)
-    if original is not None:
+    if original is not None and not isinstance(original, GraphQLError):
         log.error("unexpected error in %s", error.path, exc_info=original)
         return _with(error, "internal server error", {"code": "INTERNAL_SERVER_ERROR"})
     if error.extensions and "code" in error.extensions:
@@ -53,26 +55,51 @@ def coded(error: GraphQLError, suggestions: bool) -> GraphQLError:
     return _with(error, message, {"code": _code(error)})
 
 
+def _refused(result: object) -> bool:
+    """Nothing answered and every error is a refusal (plan, input, key): such an operation uses no quota."""
+    if not isinstance(result, (GraphQLExecutionResult, ExecutionResult)) or not result.errors:
+        return False
+    answered = result.data is not None and any(value is not None for value in result.data.values())
+    codes = {(error.extensions or {}).get("code") for error in result.errors}
+    return not answered and codes <= REFUSALS
+
+
 class Guard(SchemaExtension):
+    admission: Admission | None = None
+
     async def on_execute(self) -> Iterator[None]:  # type: ignore[override]
         context = self.execution_context.context
-        response = getattr(context, "response", None)
+        response = context.response if isinstance(context.response, Response) else None
         try:
-            admission = await limits.admit(context.sessionmaker, context.caller)
-            if response is not None and hasattr(response, "headers"):
+            self.admission = admission = await limits.admit(context.sessionmaker, context.caller)
+            if response is not None:
                 response.headers.update(limits.rate_limit_headers(admission))
         except DomainError as exc:
+            if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+                raise  # the stream answers it as its one error result
             self.execution_context.result = GraphQLExecutionResult(
                 data=None, errors=[GraphQLError(str(exc), original_error=exc)]
             )
-            if isinstance(exc, QuotaExceeded) and response is not None and hasattr(response, "headers"):
+            if isinstance(exc, QuotaExceeded) and response is not None:
                 response.status_code = 429
-                response.headers["Retry-After"] = str(exc.retry_after)
+                response.headers.update(limits.refusal_headers(exc))
         yield
 
-    def on_operation(self) -> Iterator[None]:
+    async def on_operation(self) -> Iterator[None]:  # type: ignore[override]
         yield
         result = self.execution_context.result
+        self._code(result)
+        if self.admission is not None and _refused(result):
+            context = self.execution_context.context
+            self.admission = await limits.refund(context.sessionmaker, self.admission)
+            if isinstance(context.response, Response):
+                context.response.headers.update(limits.rate_limit_headers(self.admission))
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        self._code(result)
+        yield
+
+    def _code(self, result: object) -> None:
         if isinstance(result, (GraphQLExecutionResult, ExecutionResult)) and result.errors:
             principal = getattr(self.execution_context.context, "principal", None)
             suggestions = principal is not None and principal.authenticated

@@ -5,13 +5,14 @@ from __future__ import annotations
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 
-from resolvers import accounts, admin, catalog, history
+from resolvers import accounts, admin, catalog, history, subscriptions
 from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
 from schema.candles import Candle
 from schema.catalog import Model, Price, Provider
 from schema.compare import Comparison
 from schema.guard import Guard
-from schema.ticks import RecordedPrices
+from schema.subscriptions import OfferStatusChange
+from schema.ticks import PriceTick, RecordedPrices
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -31,15 +32,15 @@ class Query:
     prices: list[Price] = strawberry.field(
         resolver=catalog.prices, description="Current prices, for a model and/or a provider, cheapest first."
     )
-    candles: list[Candle] = strawberry.field(
+    candles: list[Candle] | None = strawberry.field(
         resolver=history.candles,
         description="OHLC candles of a model at a provider (developer plan; hourly and over 30 days: team).",
     )
-    compare: list[Comparison] = strawberry.field(
+    compare: list[Comparison] | None = strawberry.field(
         resolver=catalog.compare, description="Up to 5 models side by side (team plan)."
     )
-    me: Account = strawberry.field(resolver=accounts.me, description="The account of the calling API key.")
-    api_keys: list[ApiKey] = strawberry.field(resolver=accounts.api_keys, description="The account's API keys.")
+    me: Account | None = strawberry.field(resolver=accounts.me, description="The account of the calling API key.")
+    api_keys: list[ApiKey] | None = strawberry.field(resolver=accounts.api_keys, description="The account's API keys.")
 
 
 @strawberry.type
@@ -53,6 +54,18 @@ class Mutation:
     set_plan: Account = strawberry.field(resolver=admin.set_plan, description="Operators.")
 
 
+@strawberry.type
+class Subscription:
+    price_changed: PriceTick = strawberry.subscription(
+        resolver=subscriptions.price_changed,
+        description="Each committed price change, filtered by model, provider and size of the move (percent).",
+    )
+    offer_status_changed: OfferStatusChange = strawberry.subscription(
+        resolver=subscriptions.offer_status_changed,
+        description="Offers moving between live, stale and unavailable.",
+    )
+
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:  # type: ignore[no-untyped-def]
         """Errors are logged where they are coded (schema/guard.py): only unexpected ones, once."""
@@ -61,6 +74,7 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

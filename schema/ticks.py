@@ -5,13 +5,13 @@ from decimal import Decimal
 
 import strawberry
 
-from datasources.catalog.ingest import TickRecord
-from datasources.money import blended, percent_change
+from datasources.events import PriceChanged
+from schema.catalog import OfferStatus
 
 
 @strawberry.type(description="One observed price change of a model at a provider.")
 class PriceTick:
-    row: strawberry.Private[TickRecord]
+    row: strawberry.Private[PriceChanged]
 
     @strawberry.field
     def model(self) -> str:
@@ -35,18 +35,19 @@ class PriceTick:
 
     @strawberry.field
     def blended_per_1m(self) -> Decimal:
-        return blended(self.row.input_per_1m, self.row.output_per_1m)
+        return self.row.blended_per_1m
 
     @strawberry.field(description="The blended price before this change; null for a new offer.")
     def previous_blended_per_1m(self) -> Decimal | None:
-        if self.row.previous_input_per_1m is None or self.row.previous_output_per_1m is None:
-            return None
-        return blended(self.row.previous_input_per_1m, self.row.previous_output_per_1m)
+        return self.row.previous_blended_per_1m
 
     @strawberry.field(description="Percent change of the blended price; null for a new offer.")
     def change_pct(self) -> Decimal | None:
-        previous = self.previous_blended_per_1m()
-        return None if previous is None else percent_change(self.blended_per_1m(), previous)
+        return self.row.change_pct
+
+    @strawberry.field
+    def status(self) -> OfferStatus:
+        return OfferStatus(self.row.status)
 
     @strawberry.field
     def observed_at(self) -> datetime:

@@ -16,11 +16,13 @@ import pytest
 from tests.conftest import Databases, free_port, pg_server_url
 
 ROOT = Path(__file__).resolve().parents[1]
+ADMIN = "multiprocess-admin"
 
 
 def start_server(database_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "LOG_LEVEL": "WARNING",
+           "ADMIN_TOKEN": ADMIN}
     process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=workdir, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return process, f"http://127.0.0.1:{port}"
@@ -77,3 +79,39 @@ def test_the_free_quota_is_shared_exactly_across_processes(two_servers: list[str
 
     statuses = asyncio.run(burst())
     assert statuses.count(200) == 100 and statuses.count(429) == 50
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_a_tick_recorded_on_one_process_reaches_a_subscriber_on_the_other(
+    two_servers: list[str], protocol: str
+) -> None:
+    from decimal import Decimal
+
+    from gql import Client, gql
+    from gql.transport.websockets import WebsocketsTransport
+
+    recorder, listener = two_servers
+    price = str(Decimal("1.5") + Decimal(len(protocol)) / 100)
+    subscription = gql('subscription { priceChanged(model: "gpt-4o-mini", provider: "openai") { inputPer1m provider } }')
+    mutation = """mutation ($i: Decimal!) { recordPrices(prices: [{model: "gpt-4o-mini", provider: "openai",
+                  inputPer1m: $i, outputPer1m: "0.6"}]) { ticks { model } } }"""
+
+    async def scenario() -> dict[str, object]:
+        transport = WebsocketsTransport(url=listener.replace("http", "ws") + "/graphql", subprotocols=[protocol])
+        async with Client(transport=transport) as session:
+            async def first() -> dict[str, object]:
+                async for result in session.subscribe(subscription):
+                    return result["priceChanged"]
+                raise AssertionError("the subscription ended")
+
+            task = asyncio.create_task(first())
+            await asyncio.sleep(0.5)
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(f"{recorder}/graphql", json={"query": mutation, "variables": {"i": price}},
+                                           headers={"Authorization": f"Bearer {ADMIN}"})
+            assert answer.json()["data"]["recordPrices"]["ticks"] == [{"model": "gpt-4o-mini"}]
+            return await asyncio.wait_for(task, timeout=10)
+
+    tick = asyncio.run(scenario())
+    assert tick == {"inputPer1m": str(Decimal(price).normalize()), "provider": "openai"} or Decimal(
+        str(tick["inputPer1m"])) == Decimal(price)

@@ -1,7 +1,8 @@
 """Apply a batch of observed offers to the catalog: diff against current offers, write only changes.
 
 One call is one transaction, opened by the caller. New offers and changed prices each become a tick;
-an unchanged offer writes nothing (unless `confirm` asks to record that it was seen).
+an unchanged offer writes nothing (unless `confirm` asks to record that it was seen). An offer that was
+stale or unavailable and is observed again goes back to live, which is a status change.
 """
 
 from __future__ import annotations
@@ -17,23 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from datasources.catalog.entries import ModelIdentity, OfferEntry
 from datasources.catalog.providers import PROVIDERS
 from datasources.db.models import Model, Offer, OfferStatus, PriceTick, Provider
+from datasources.events import PriceChanged, StatusChanged
 from datasources.money import price
 
 Progress = Callable[[int], None]
 CHUNK = 500
-
-
-@dataclass(frozen=True)
-class TickRecord:
-    offer_id: int
-    provider: str
-    model: str
-    variant: str
-    input_per_1m: Decimal
-    output_per_1m: Decimal
-    previous_input_per_1m: Decimal | None
-    previous_output_per_1m: Decimal | None
-    observed_at: datetime
 
 
 @dataclass
@@ -43,12 +32,13 @@ class IngestResult:
     offers_created: int = 0
     offers_updated: int = 0
     unchanged: int = 0
-    ticks: list[TickRecord] = field(default_factory=list)
+    ticks: list[PriceChanged] = field(default_factory=list)
+    status_changes: list[StatusChanged] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.providers_created or self.models_created or self.offers_created
-                    or self.offers_updated or self.ticks)
+                    or self.offers_updated or self.ticks or self.status_changes)
 
 
 def _unique(entries: Iterable[OfferEntry]) -> list[OfferEntry]:
@@ -100,7 +90,7 @@ async def apply_offers(
         rows = new_rows[start:start + CHUNK]
         ids = (await session.execute(insert(Offer).returning(Offer.id), rows)).scalars().all()
         for offer_id, row, entry in zip(ids, rows, new_entries[start:start + CHUNK], strict=True):
-            result.ticks.append(TickRecord(
+            result.ticks.append(PriceChanged(
                 offer_id, entry.provider, entry.model.slug, entry.variant,
                 row["input_per_1m"], row["output_per_1m"], None, None, observed_at,  # type: ignore[arg-type]
             ))
@@ -140,7 +130,7 @@ async def _update_offer(
     price_changed = offer.input_per_1m != input_price or offer.output_per_1m != output_price
     if price_changed:
         values.update(input_per_1m=input_price, output_per_1m=output_price, updated_at=observed_at)
-        result.ticks.append(TickRecord(
+        result.ticks.append(PriceChanged(
             offer.id, entry.provider, entry.model.slug, entry.variant, input_price, output_price,
             offer.input_per_1m, offer.output_per_1m, observed_at,
         ))
@@ -150,6 +140,10 @@ async def _update_offer(
             values[name] = getattr(entry, name)
     if offer.status != OfferStatus.LIVE:
         values["status"] = OfferStatus.LIVE
+        result.status_changes.append(StatusChanged(
+            offer.id, entry.provider, entry.model.slug, entry.variant, OfferStatus.LIVE.value,
+            OfferStatus(offer.status).value, observed_at,
+        ))
     if values:
         result.offers_updated += 1
     else:
@@ -159,7 +153,7 @@ async def _update_offer(
         await session.execute(update(Offer).where(Offer.id == offer.id).values(**values))
 
 
-async def _insert_ticks(session: AsyncSession, ticks: list[TickRecord], source: str) -> None:
+async def _insert_ticks(session: AsyncSession, ticks: list[PriceChanged], source: str) -> None:
     rows = [
         {"offer_id": t.offer_id, "input_per_1m": t.input_per_1m, "output_per_1m": t.output_per_1m,
          "observed_at": t.observed_at, "source": source}

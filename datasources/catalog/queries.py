@@ -38,8 +38,11 @@ async def list_models(
             Model.id.in_(select(Offer.model_id).join(Provider).where(Provider.slug == provider))
         )
     if search:
-        pattern = f"%{search.lower()}%"
-        statement = statement.where(or_(Model.slug.like(pattern), func.lower(Model.display_name).like(pattern)))
+        literal = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{literal}%"
+        statement = statement.where(or_(
+            Model.slug.like(pattern, escape="\\"), func.lower(Model.display_name).like(pattern, escape="\\")
+        ))
     statement = statement.order_by(Model.slug).offset(offset)
     if limit is not None:
         statement = statement.limit(min(limit, MAX_PAGE))

@@ -61,10 +61,10 @@ async def to_entries(session: AsyncSession, observations: Sequence[Observation])
     """Entries for the ingest; what an observation leaves out is kept from the current offer."""
     entries = []
     for index, seen in enumerate(observations):
-        for name in ("input_per_1m", "output_per_1m"):
+        for name, field in (("input_per_1m", "inputPer1m"), ("output_per_1m", "outputPer1m")):
             value = getattr(seen, name)
             if not value.is_finite() or value < 0:
-                raise BadInput(f"prices[{index}].{name}: must be a non-negative number, got {value}")
+                raise BadInput(f"prices[{index}].{field}: must be a non-negative number, got {value}")
         provider = await _provider_slug(session, seen.provider, index)
         identity = await _model_identity(session, seen.model, provider, index)
         current = (await session.execute(

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from datasources.money import price
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -32,8 +34,17 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# USD per 1M tokens, and USD amounts: 10 places covers per-token prices of 1e-16 USD.
-Money = Numeric(20, 10, asdecimal=True)
+class MoneyType(TypeDecorator[Decimal]):
+    """NUMERIC(20, 10): USD per 1M tokens and USD amounts. Read back without trailing zeros (0.3, not 0.3000000000)."""
+
+    impl = Numeric(20, 10, asdecimal=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Decimal | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else price(value)
+
+
+Money = MoneyType()
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets BIGINT for append-only tables.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -229,3 +240,16 @@ class RequestCounter(Base):
     subject: Mapped[str] = mapped_column(String(96), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     requests: Mapped[int] = mapped_column("count", Integer, default=0)
+
+
+class PriceSource(Base):
+    """A price source the server polls, and how its last polls went (one row per source name)."""
+
+    __tablename__ = "price_sources"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    offers: Mapped[int] = mapped_column(Integer, default=0)

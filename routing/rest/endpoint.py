@@ -52,12 +52,7 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> R
 def error_for(exc: errors.DomainError, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
     if isinstance(exc, errors.QuotaExceeded):
-        headers.update({
-            "Retry-After": str(exc.retry_after),
-            "X-RateLimit-Limit": str(exc.limit),
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(exc.reset_at),
-        })
+        headers.update(limits.refusal_headers(exc))
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return error(STATUS.get(type(exc), 500), str(exc), headers)

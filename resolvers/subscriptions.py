@@ -1,0 +1,101 @@
+"""Live subscriptions: price ticks and offer status moves, from the broker, per connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from decimal import Decimal
+
+from starlette.websockets import WebSocket
+
+from datasources import prices
+from datasources.errors import BadInput, DomainError
+from datasources.events import Event, PriceChanged, SlowConsumer, StatusChanged
+from routing.auth import authenticate
+from routing.websocket import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, close
+from schema.context import Context, Info
+from schema.subscriptions import OfferStatusChange
+from schema.ticks import PriceTick
+
+
+async def _slugs(context: Context, model: str | None, provider: str | None) -> tuple[str | None, str | None]:
+    async with context.sessionmaker() as session:
+        model_slug = (await prices.find_model(session, model)).slug if model else None
+        provider_slug = (await prices.find_provider(session, provider)).slug if provider else None
+    return model_slug, provider_slug
+
+
+async def _still_authorized(context: Context) -> bool:
+    if context.authorization is None:
+        return True
+    ws = context.request
+    try:
+        await authenticate(context.sessionmaker, context.authorization, ws.client.host if ws.client else "unknown")
+    except DomainError:
+        return False
+    return True
+
+
+async def _events(context: Context, accepts: Callable[[Event], bool]) -> AsyncGenerator[Event, None]:
+    """Events for one subscription until the client goes, falls too far behind, or loses its key."""
+    ws = context.request
+    if not isinstance(ws, WebSocket):
+        raise BadInput("subscriptions are served over websockets (graphql-transport-ws or graphql-ws)")
+    limits = ws.app.state.ws_limits
+    listener = context.broker.listen(accepts, limits.queue_size)
+    slow = f"slow consumer: fell more than {limits.queue_size} events behind"
+    listener.on_overflow = lambda: asyncio.get_running_loop().create_task(close(ws, CLOSE_SLOW_CONSUMER, slow))
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(anext(listener), limits.key_recheck_seconds)
+            except TimeoutError:
+                if not await _still_authorized(context):
+                    await close(ws, CLOSE_UNAUTHENTICATED, "the API key was revoked")
+                    return
+                continue
+            except SlowConsumer:
+                await close(ws, CLOSE_SLOW_CONSUMER, slow)
+                return
+            yield event
+    finally:
+        listener.close()
+
+
+async def price_changed(
+    info: Info, model: str | None = None, provider: str | None = None, min_change_pct: Decimal | None = None
+) -> AsyncGenerator[PriceTick, None]:
+    context = info.context
+    if min_change_pct is not None and (not min_change_pct.is_finite() or min_change_pct < 0):
+        raise BadInput(f"minChangePct: must be a non-negative percentage, got {min_change_pct}")
+    model_slug, provider_slug = await _slugs(context, model, provider)
+
+    def accepts(event: Event) -> bool:
+        if not isinstance(event, PriceChanged):
+            return False
+        if (model_slug and event.model != model_slug) or (provider_slug and event.provider != provider_slug):
+            return False
+        if min_change_pct is None:
+            return True
+        change = event.change_pct
+        return change is not None and abs(change) >= min_change_pct
+
+    async for event in _events(context, accepts):
+        assert isinstance(event, PriceChanged)
+        yield PriceTick(row=event)
+
+
+async def offer_status_changed(
+    info: Info, model: str | None = None, provider: str | None = None
+) -> AsyncGenerator[OfferStatusChange, None]:
+    context = info.context
+    model_slug, provider_slug = await _slugs(context, model, provider)
+
+    def accepts(event: Event) -> bool:
+        return isinstance(event, StatusChanged) and (not model_slug or event.model == model_slug) and (
+            not provider_slug or event.provider == provider_slug
+        )
+
+    async for event in _events(context, accepts):
+        assert isinstance(event, StatusChanged)
+        yield OfferStatusChange(row=event)

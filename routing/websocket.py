@@ -1,0 +1,109 @@
+"""GraphQL over websockets: the key in `connection_init`, connection caps, and clean closes."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
+
+from datasources.errors import DomainError
+from routing.auth import Principal, authenticate
+
+# Close codes: the graphql-transport-ws ones are sent by Strawberry (4400 bad message, 4401 subscribe
+# before ack, 4403 rejected init, 4408 init timeout, 4409 duplicate id, 4429 repeated init); these are ours.
+CLOSE_UNAUTHENTICATED = 4403
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+CLOSE_SLOW_CONSUMER = 1013  # "try again later"
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass
+class Limits:
+    connections_per_subject: int = field(default_factory=lambda: _int_env("WS_MAX_CONNECTIONS", 20))
+    subscriptions_per_connection: int = field(default_factory=lambda: _int_env("WS_MAX_SUBSCRIPTIONS", 50))
+    queue_size: int = field(default_factory=lambda: _int_env("WS_QUEUE_SIZE", 1000))
+    key_recheck_seconds: float = field(default_factory=lambda: float(os.environ.get("WS_KEY_RECHECK_SECONDS", "10")))
+
+
+class Connections:
+    """Open websocket connections per subject (an account, or a keyless client address), in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def admit(self, subject: str) -> bool:
+        if self.open[subject] >= self.limit:
+            return False
+        self.open[subject] += 1
+        return True
+
+    def release(self, subject: str) -> None:
+        self.open[subject] -= 1
+        if self.open[subject] <= 0:
+            del self.open[subject]
+
+
+class WebSocketAdapter(ASGIWebSocketAdapter):
+    """Tolerates a connection we already closed with our own code and reason."""
+
+    async def send_json(self, message):  # type: ignore[no-untyped-def]
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            raise WebSocketDisconnected
+        await super().send_json(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await super().close(code, reason)
+
+
+async def close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state != WebSocketState.DISCONNECTED:
+        await ws.close(code=code, reason=reason)
+
+
+def init_authorization(payload: object) -> str | None:
+    """`{"Authorization": "Bearer cxm_…"}` from a connection_init payload (any key case)."""
+    if not isinstance(payload, dict):
+        return None
+    for key, value in payload.items():
+        if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
+            return value
+    return None
+
+
+async def connect(context) -> None:  # type: ignore[no-untyped-def]
+    """Authenticate the connection from its init payload (or handshake header) and take a slot."""
+    ws: WebSocket = context.request
+    header = init_authorization(context.connection_params) or ws.headers.get("authorization")
+    client = ws.client.host if ws.client else "unknown"
+    try:
+        principal: Principal = await authenticate(context.sessionmaker, header, client)
+    except DomainError as exc:
+        await close(ws, CLOSE_UNAUTHENTICATED, str(exc))
+        raise ConnectionRejectionError({"message": str(exc)}) from None
+    connections: Connections = ws.app.state.ws_connections
+    if not connections.admit(principal.subject):
+        reason = f"too many connections: at most {connections.limit} per API key or client address"
+        await close(ws, CLOSE_TOO_MANY_CONNECTIONS, reason)
+        raise ConnectionRejectionError({"message": reason})
+    context.principal, context.auth_error = principal, None
+    context.authorization = header
+    ws.state.connection_slot = principal.subject
+
+
+def release(ws: WebSocket) -> None:
+    """Give back the connection's slot when it ends."""
+    subject = getattr(ws.state, "connection_slot", None)
+    if subject is not None:
+        ws.app.state.ws_connections.release(subject)
+        ws.state.connection_slot = None
