@@ -1,10 +1,18 @@
-"""The only code that moves money: every balance change is one conditional UPDATE plus one ledger row."""
+"""The only code that moves money. Every balance change is one conditional UPDATE plus one ledger row.
+
+Requests in flight reserve what they may cost at most (`hold`): the reservation lowers what is
+available (balance - held) without being a change of balance, so it is not a ledger row. Settling
+releases the reservation and takes the real cost as one `usage` row. Neither the balance nor what is
+available ever goes below zero, whatever runs concurrently: both are guarded in the UPDATE itself.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from datasources.db.models import Account, BalanceTransaction
@@ -12,11 +20,33 @@ from datasources.errors import BadInput, InsufficientBalance, NotFound
 from datasources.money import price
 
 
-async def credit(session: AsyncSession, account_id: int, amount: Decimal, description: str = "") -> Decimal:
-    """Add a positive amount; returns the new balance."""
+@dataclass(frozen=True)
+class Settlement:
+    charged: Decimal  # what the usage row took
+    unbilled: Decimal  # what the cost exceeded the available balance by (never charged)
+    balance: Decimal
+    transaction_id: int | None
+
+
+async def credit(
+    session: AsyncSession,
+    account_id: int,
+    amount: Decimal,
+    description: str = "",
+    idempotency_key: str | None = None,
+) -> Decimal:
+    """Add a positive amount; returns the new balance. With an idempotency key, the same key credits once."""
     amount = price(amount)
     if amount <= 0:
         raise BadInput(f"credit must be a positive amount, got {amount}")
+    if idempotency_key is not None:
+        if await _seen(session, account_id, idempotency_key):
+            return await balance_of(session, account_id)
+        try:
+            async with session.begin_nested():
+                return await _move(session, account_id, amount, "credit", description, idempotency_key=idempotency_key)
+        except IntegrityError:  # the same key, credited concurrently
+            return await balance_of(session, account_id)
     return await _move(session, account_id, amount, "credit", description)
 
 
@@ -24,15 +54,98 @@ async def debit(
     session: AsyncSession,
     account_id: int,
     amount: Decimal,
-    kind: str = "usage",
+    kind: str = "debit",
     description: str = "",
     usage_record_id: int | None = None,
 ) -> Decimal:
-    """Take a positive amount if the balance covers it; never lets the balance go below zero."""
+    """Take a positive amount if the available balance covers it."""
     amount = price(amount)
     if amount < 0:
         raise BadInput(f"debit must not be negative, got {amount}")
     return await _move(session, account_id, -amount, kind, description, usage_record_id)
+
+
+async def hold(session: AsyncSession, account_id: int, amount: Decimal) -> None:
+    """Reserve `amount` of the available balance for a request in flight, or raise InsufficientBalance."""
+    amount = price(amount)
+    if amount < 0:
+        raise BadInput(f"a hold must not be negative, got {amount}")
+    done = (await session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.balance - Account.held >= amount)
+        .values(held=Account.held + amount)
+        .returning(Account.id)
+    )).scalar_one_or_none()
+    if done is None:
+        await _missing_or_short(session, account_id, amount)
+
+
+async def release(session: AsyncSession, account_id: int, amount: Decimal) -> None:
+    """Give a reservation back unused (the request failed before it cost anything)."""
+    await session.execute(
+        update(Account).where(Account.id == account_id).values(held=Account.held - price(amount))
+    )
+
+
+async def settle(
+    session: AsyncSession,
+    account_id: int,
+    held: Decimal,
+    cost: Decimal,
+    description: str = "",
+    usage_record_id: int | None = None,
+) -> Settlement:
+    """Release a reservation and take the real cost, as one `usage` ledger row.
+
+    A cost above what the account has left beyond other reservations is charged only up to that,
+    and the rest is reported as unbilled: the balance never goes below zero.
+    """
+    held, cost = price(held), price(cost)
+    # Releasing first makes this transaction the row's writer (a row lock on PostgreSQL, the write
+    # lock on SQLite), so the balance read back cannot change before the charge below.
+    row = (await session.execute(
+        update(Account).where(Account.id == account_id).values(held=Account.held - held)
+        .returning(Account.balance, Account.held)
+    )).one_or_none()
+    if row is None:
+        raise NotFound(f"account {account_id} not found")
+    charged = min(cost, max(row.balance - row.held, Decimal(0)))
+    balance = (await session.execute(
+        update(Account).where(Account.id == account_id).values(balance=Account.balance - charged)
+        .returning(Account.balance)
+    )).scalar_one()
+    transaction_id = None
+    if charged or cost:
+        transaction_id = (await session.execute(
+            insert(BalanceTransaction).values(
+                account_id=account_id, type="usage", amount=-charged, balance_after=balance,
+                description=description, usage_record_id=usage_record_id,
+            ).returning(BalanceTransaction.id)
+        )).scalar_one()
+    return Settlement(charged, cost - charged, balance, transaction_id)
+
+
+async def balance_of(session: AsyncSession, account_id: int) -> Decimal:
+    value = (await session.execute(select(Account.balance).where(Account.id == account_id))).scalar_one_or_none()
+    if value is None:
+        raise NotFound(f"account {account_id} not found")
+    return value
+
+
+async def _seen(session: AsyncSession, account_id: int, key: str) -> bool:
+    found = await session.execute(
+        select(func.count()).select_from(BalanceTransaction)
+        .where(BalanceTransaction.account_id == account_id, BalanceTransaction.idempotency_key == key)
+    )
+    return bool(found.scalar_one())
+
+
+async def _missing_or_short(session: AsyncSession, account_id: int, amount: Decimal) -> None:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    available = account.balance - account.held
+    raise InsufficientBalance(f"insufficient balance: {amount} USD needed, {available} USD available")
 
 
 async def _move(
@@ -42,6 +155,7 @@ async def _move(
     kind: str,
     description: str,
     usage_record_id: int | None = None,
+    idempotency_key: str | None = None,
 ) -> Decimal:
     statement = (
         update(Account)
@@ -50,12 +164,10 @@ async def _move(
         .returning(Account.balance)
     )
     if delta < 0:
-        statement = statement.where(Account.balance >= -delta)
+        statement = statement.where(Account.balance - Account.held >= -delta)
     balance = (await session.execute(statement)).scalar_one_or_none()
     if balance is None:
-        if await session.get(Account, account_id) is None:
-            raise NotFound(f"account {account_id} not found")
-        raise InsufficientBalance(f"balance does not cover {-delta} USD")
+        await _missing_or_short(session, account_id, -delta)
     await session.execute(
         insert(BalanceTransaction).values(
             account_id=account_id,
@@ -64,6 +176,7 @@ async def _move(
             balance_after=balance,
             description=description,
             usage_record_id=usage_record_id,
+            idempotency_key=idempotency_key,
         )
     )
-    return balance
+    return balance  # type: ignore[return-value]

@@ -35,13 +35,34 @@ NAMING_CONVENTION = {
 }
 
 class MoneyType(TypeDecorator[Decimal]):
-    """NUMERIC(20, 10): USD per 1M tokens and USD amounts. Read back without trailing zeros (0.3, not 0.3000000000)."""
+    """USD per 1M tokens and USD amounts, exact on every backend, read back without trailing zeros.
+
+    PostgreSQL stores NUMERIC(20, 10). SQLite has no exact decimal arithmetic (its NUMERIC computes in
+    floating point), so there the value is an integer count of 1e-10 USD: sums, differences and the
+    guarded comparisons of the ledger stay exact inside SQL.
+    """
 
     impl = Numeric(20, 10, asdecimal=True)
     cache_ok = True
+    SCALE = 10
 
-    def process_result_value(self, value: Decimal | None, dialect: Dialect) -> Decimal | None:
-        return None if value is None else price(value)
+    def load_dialect_impl(self, dialect: Dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(self.impl)
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | int | None:
+        if value is None:
+            return None
+        value = price(Decimal(value))
+        return int(value.scaleb(self.SCALE)) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: object, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return price(Decimal(int(value)).scaleb(-self.SCALE))  # type: ignore[call-overload]
+        return price(Decimal(value))  # type: ignore[arg-type]
 
 
 Money = MoneyType()
@@ -171,12 +192,17 @@ class PriceTick(Base):
 
 class Account(Base):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("balance >= 0", name="balance_non_negative"),)
+    __table_args__ = (
+        CheckConstraint("balance >= 0", name="balance_non_negative"),
+        CheckConstraint("held >= 0 AND held <= balance", name="held_within_balance"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     plan: Mapped[Plan] = mapped_column(_enum(Plan, "plan"), default=Plan.FREE)
     balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Reserved for requests in flight: what they may cost at most. Available = balance - held.
+    held: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -212,13 +238,20 @@ class UsageRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     key_source: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    variant: Mapped[str | None] = mapped_column(String(64))
+    # True when the upstream reported no usage and the tokens were counted here.
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class BalanceTransaction(Base):
     """The ledger: every change to an account balance is one row; amount is signed."""
 
     __tablename__ = "balance_transactions"
-    __table_args__ = (Index("ix_balance_transactions_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_balance_transactions_account_created", "account_id", "created_at"),
+        UniqueConstraint("account_id", "idempotency_key", name="uq_balance_transactions_idempotency"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -230,6 +263,7 @@ class BalanceTransaction(Base):
         BigId, ForeignKey("usage_records.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
 
 
 class RequestCounter(Base):

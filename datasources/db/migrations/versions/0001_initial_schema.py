@@ -15,13 +15,16 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Money: exact NUMERIC on PostgreSQL; on SQLite an integer count of 1e-10 USD (its NUMERIC is a float).
+MONEY = sa.Numeric(precision=20, scale=10).with_variant(sa.BigInteger(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('accounts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('plan', sa.Enum('free', 'developer', 'team', 'enterprise', name='plan', native_enum=False, create_constraint=True, length=16), nullable=False),
-    sa.Column('balance', sa.Numeric(precision=20, scale=10), nullable=False),
+    sa.Column('balance', MONEY, nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('balance >= 0', name=op.f('ck_accounts_balance_non_negative')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts'))
@@ -73,8 +76,8 @@ def upgrade() -> None:
     sa.Column('max_output_tokens', sa.Integer(), nullable=True),
     sa.Column('supports_vision', sa.Boolean(), nullable=False),
     sa.Column('supports_tools', sa.Boolean(), nullable=False),
-    sa.Column('input_per_1m', sa.Numeric(precision=20, scale=10), nullable=False),
-    sa.Column('output_per_1m', sa.Numeric(precision=20, scale=10), nullable=False),
+    sa.Column('input_per_1m', MONEY, nullable=False),
+    sa.Column('output_per_1m', MONEY, nullable=False),
     sa.Column('status', sa.Enum('live', 'stale', 'unavailable', name='offer_status', native_enum=False, create_constraint=True, length=16), nullable=False),
     sa.Column('source', sa.String(length=64), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -89,8 +92,8 @@ def upgrade() -> None:
     op.create_table('price_ticks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('offer_id', sa.Integer(), nullable=False),
-    sa.Column('input_per_1m', sa.Numeric(precision=20, scale=10), nullable=False),
-    sa.Column('output_per_1m', sa.Numeric(precision=20, scale=10), nullable=False),
+    sa.Column('input_per_1m', MONEY, nullable=False),
+    sa.Column('output_per_1m', MONEY, nullable=False),
     sa.Column('observed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('source', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['offer_id'], ['offers.id'], name=op.f('fk_price_ticks_offer_id_offers'), ondelete='CASCADE'),
@@ -106,7 +109,7 @@ def upgrade() -> None:
     sa.Column('endpoint', sa.String(length=128), nullable=False),
     sa.Column('prompt_tokens', sa.Integer(), nullable=False),
     sa.Column('completion_tokens', sa.Integer(), nullable=False),
-    sa.Column('cost', sa.Numeric(precision=20, scale=10), nullable=False),
+    sa.Column('cost', MONEY, nullable=False),
     sa.Column('latency_ms', sa.Integer(), nullable=True),
     sa.Column('status', sa.Integer(), nullable=False),
     sa.Column('key_source', sa.String(length=16), nullable=True),
@@ -121,8 +124,8 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('type', sa.String(length=16), nullable=False),
-    sa.Column('amount', sa.Numeric(precision=20, scale=10), nullable=False),
-    sa.Column('balance_after', sa.Numeric(precision=20, scale=10), nullable=False),
+    sa.Column('amount', MONEY, nullable=False),
+    sa.Column('balance_after', MONEY, nullable=False),
     sa.Column('description', sa.String(length=256), nullable=False),
     sa.Column('usage_record_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
