@@ -77,12 +77,45 @@ class StatusChanged:
     changed_at: datetime
 
 
-Event = PriceChanged | StatusChanged
-KINDS: dict[str, type[PriceChanged] | type[StatusChanged]] = {"price": PriceChanged, "status": StatusChanged}
+@dataclass(frozen=True)
+class UsageRecorded:
+    """A metered request: one usage record, for the account's live spend views."""
+
+    usage_id: int
+    account_id: int
+    api_key_id: str | None
+    model: str
+    provider: str | None
+    endpoint: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    status: int
+    estimated: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BalanceChanged:
+    """An account's balance moved: one ledger row."""
+
+    account_id: int
+    transaction_id: int | None
+    type: str
+    amount: Decimal
+    balance: Decimal
+    created_at: datetime
+
+
+Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged
+KINDS: dict[str, type[Event]] = {  # type: ignore[valid-type]
+    "price": PriceChanged, "status": StatusChanged, "usage": UsageRecorded, "balance": BalanceChanged,
+}
+_KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
 
 def encode(event: Event) -> dict[str, Any]:
-    kind = "price" if isinstance(event, PriceChanged) else "status"
+    kind = _KIND_OF[type(event)]
     values = {k: (str(v) if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime) else v)
               for k, v in asdict(event).items()}
     return {"kind": kind, **values}
@@ -93,7 +126,7 @@ def decode(data: dict[str, Any]) -> Event:
     values: dict[str, Any] = {}
     for f in fields(cls):
         raw = data.get(f.name)
-        if raw is not None and f.name.endswith("_per_1m"):
+        if raw is not None and (f.name.endswith("_per_1m") or f.name in ("cost", "amount", "balance")):
             raw = Decimal(raw)
         elif raw is not None and f.name.endswith("_at"):
             raw = datetime.fromisoformat(raw)
