@@ -37,7 +37,7 @@ from datasources.errors import DomainError
 from datasources.events import create_broker
 from routing import websocket
 from routing.auth import authenticate
-from routing.rest import account_api, price_api
+from routing.rest import account_api, price_api, usage_api
 from schema.context import Context
 from schema.root import schema
 
@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Mount("/api/v1", routes=price_api.routes),
-        Mount("/v1", routes=account_api.routes),
+        Mount("/v1", routes=account_api.routes + usage_api.routes),
     ]
     return Starlette(
         routes=routes,
@@ -290,6 +290,38 @@ def accounts_create(plan: str, credit: str, name: str) -> None:
     click.echo(f"key id: {issued.key.id}")
     click.echo(f"api key: {issued.secret}")
     click.echo("Store the API key now: it is not kept and cannot be shown again.", err=True)
+
+
+@accounts_group.command("credit")
+@click.argument("account_id", type=int)
+@click.option("--amount", required=True, help="USD to add, e.g. 10 or 2.50.")
+@click.option("--idempotency-key", required=True, help="The same key credits once, however often it is run.")
+@click.option("--description", default="", help="Shown in the account's billing history.")
+def accounts_credit(account_id: int, amount: str, idempotency_key: str, description: str) -> None:
+    """Add USD to an account's balance: one ledger row per idempotency key."""
+    from datasources import usage
+    from datasources.events import PostgresBroker
+
+    try:
+        parsed = usage.parse_amount(amount)
+    except DomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="--amount") from None
+    url = _settings().database_url
+    # On PostgreSQL the credit is announced to every server's listeners (NOTIFY in its transaction);
+    # on SQLite there is no other process to tell.
+    broker = PostgresBroker(url) if url.get_backend_name() == "postgresql" else None
+
+    async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+        async with sessions() as session, session.begin():
+            return await usage.credit(session, account_id, parsed, idempotency_key, description, broker)
+
+    credited = _run(main)
+    txn = credited.transaction
+    if credited.replayed:
+        click.echo(f"already credited with this key: txn_{txn.id} ({txn.amount:f} USD); nothing changed")
+    else:
+        click.echo(f"credited {txn.amount:f} USD to account {account_id} (txn_{txn.id})")
+    click.echo(f"balance {credited.balance.balance:f} USD, available {credited.balance.available:f} USD")
 
 
 @cli.group("keys")

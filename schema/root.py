@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
 
 from resolvers import accounts, admin, catalog, history, subscriptions
+from resolvers import usage as usage_resolvers
 from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
 from schema.candles import Candle
 from schema.catalog import Model, Price, Provider
@@ -13,6 +15,8 @@ from schema.compare import Comparison
 from schema.guard import Guard
 from schema.subscriptions import OfferStatusChange
 from schema.ticks import PriceTick, RecordedPrices
+from schema.usage import SCALARS as USAGE_SCALARS
+from schema.usage import Balance, BalanceEvent, BalanceTransactionConnection, CreditedBalance, Usage, UsageEvent
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -41,6 +45,16 @@ class Query:
     )
     me: Account | None = strawberry.field(resolver=accounts.me, description="The account of the calling API key.")
     api_keys: list[ApiKey] | None = strawberry.field(resolver=accounts.api_keys, description="The account's API keys.")
+    balance: Balance | None = strawberry.field(
+        resolver=usage_resolvers.balance, description="The account's balance, what is held and what is available."
+    )
+    usage: Usage | None = strawberry.field(
+        resolver=usage_resolvers.usage_of_account,
+        description="The account's usage: summary, by day, model, key and endpoint, and request logs.",
+    )
+    billing_history: BalanceTransactionConnection | None = strawberry.field(
+        resolver=usage_resolvers.billing_history, description="The account's ledger rows, newest first."
+    )
 
 
 @strawberry.type
@@ -52,6 +66,10 @@ class Mutation:
     )
     create_account: CreatedAccount = strawberry.field(resolver=admin.create_account, description="Operators.")
     set_plan: Account = strawberry.field(resolver=admin.set_plan, description="Operators.")
+    credit_balance: CreditedBalance = strawberry.field(
+        resolver=usage_resolvers.credit_balance,
+        description="Operators: add USD to an account's balance, once per idempotency key.",
+    )
 
 
 @strawberry.type
@@ -63,6 +81,12 @@ class Subscription:
     offer_status_changed: OfferStatusChange = strawberry.subscription(
         resolver=subscriptions.offer_status_changed,
         description="Offers moving between live, stale and unavailable.",
+    )
+    usage_recorded: UsageEvent = strawberry.subscription(
+        resolver=usage_resolvers.usage_recorded, description="Each metered request of the caller's account."
+    )
+    balance_changed: BalanceEvent = strawberry.subscription(
+        resolver=usage_resolvers.balance_changed, description="Each change of the caller's balance."
     )
 
 
@@ -81,4 +105,5 @@ schema = Schema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         Guard,
     ],
+    config=StrawberryConfig(scalar_map={**USAGE_SCALARS}),
 )

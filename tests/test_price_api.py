@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,7 +22,7 @@ from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Plan
 from routing.rest.openapi import document
 from server import Settings, create_app
-from tests.conftest import SHARED_DATA, LiveServer, free_port
+from tests.conftest import SHARED_DATA, LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICE_API_DOC = SHARED_DATA.parent / "docs" / "price-api.txt"

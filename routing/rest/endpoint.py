@@ -65,7 +65,8 @@ class Call:
     sessionmaker: async_sessionmaker[AsyncSession]
     admission: Admission | None = field(default=None)
 
-    async def admit(self, feature: Feature, history_days: int | None = None) -> None:
+    async def admit(self, feature: Feature | None, history_days: int | None = None) -> None:
+        """Count the request against the plan's quota; `feature=None` gates on no plan feature."""
         self.admission = await limits.admit(self.sessionmaker, self.principal, feature, history_days)
 
     # -- parameters -------------------------------------------------------------------------
