@@ -36,6 +36,8 @@ from datasources.db.engine import DatabaseURLError, create_engine, database_url,
 from datasources.errors import DomainError
 from datasources.events import create_broker
 from routing import websocket
+from routing.gateway.app import install as install_gateway
+from routing.gateway.providers import ProvidersFileError
 from routing.auth import authenticate
 from routing.rest import account_api, price_api, usage_api
 from schema.context import Context
@@ -150,11 +152,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/api/v1", routes=price_api.routes),
         Mount("/v1", routes=account_api.routes + usage_api.routes),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    install_gateway(app)  # the OpenAI-compatible routes, ahead of the mounts; reads PROVIDERS_FILE
+    return app
 
 
 # ---- command line ---------------------------------------------------------------------------------
@@ -214,7 +218,10 @@ def serve(host: str, port: int) -> None:
 
     settings = _settings()
     _run(lambda engine, _: prepare_database(engine, settings), upgrade=False)
-    app = create_app(replace(settings, migrate_on_start=False, seed_on_start=False))
+    try:
+        app = create_app(replace(settings, migrate_on_start=False, seed_on_start=False))
+    except ProvidersFileError as exc:
+        raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "info").lower())
 
 

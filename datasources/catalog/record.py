@@ -47,11 +47,13 @@ async def _provider_slug(session: AsyncSession, text: str, index: int) -> str:
         raise BadInput(f"prices[{index}].provider: unknown provider {text!r}") from None
 
 
-async def _model_identity(session: AsyncSession, text: str, provider: str, index: int) -> ModelIdentity:
+async def _model_identity(session: AsyncSession, text: str, index: int) -> ModelIdentity:
     try:
         return _identity(await prices.find_model(session, text))
     except NotFound:
-        identity = resolve(provider, text)
+        # `model` names the model, not the provider's id for it: resolve it without provider-specific
+        # rules (Fireworks' bare ids are base models; a slug given here is not).
+        identity = resolve("", text)
         if identity is None:
             raise BadInput(f"prices[{index}].model: {text!r} is not a chat model we can identify") from None
         return identity
@@ -66,7 +68,7 @@ async def to_entries(session: AsyncSession, observations: Sequence[Observation])
             if not value.is_finite() or value < 0:
                 raise BadInput(f"prices[{index}].{field}: must be a non-negative number, got {value}")
         provider = await _provider_slug(session, seen.provider, index)
-        identity = await _model_identity(session, seen.model, provider, index)
+        identity = await _model_identity(session, seen.model, index)
         current = (await session.execute(
             select(Offer).join(Provider).join(Model)
             .where(Provider.slug == provider, Model.slug == identity.slug, Offer.variant == seen.variant)

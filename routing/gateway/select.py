@@ -1,0 +1,238 @@
+"""Which providers may serve a request, in which order: the requested model's live offers that have a
+usable key, cheapest blended price first (or by measured latency / throughput), shaped by the body's
+OpenRouter-style `provider` preferences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from datasources.catalog.providers import PROVIDERS, provider_slug
+from datasources.db.models import Model, Offer, OfferStatus, Provider
+from datasources.errors import NotFound
+from datasources.money import blended
+from datasources.prices import find_model_ref, sort_key
+from routing.gateway.errors import GatewayError
+from routing.gateway.health import Health
+from routing.gateway.providers import GatewayConfig, ProviderConfig
+
+# Without live prices: the price API document's provider order, then the rest by slug.
+STATIC_PRIORITY = ("together", "groq", "fireworks", "deepinfra", "nebius", "cerebras", "mistral", "sambanova",
+                   "xai", "hyperbolic", "novita", "lambda", "nvidia", "perplexity", "cloudflare", "digitalocean",
+                   "openai")
+SORTS = ("price", "latency", "throughput")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    provider: ProviderConfig
+    offer_id: int
+    model_slug: str
+    variant: str
+    provider_model_id: str
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    max_output_tokens: int | None
+    key: str = field(repr=False)
+    key_source: str  # "customer" | "platform"
+    routed_by_price: bool
+
+    @property
+    def slug(self) -> str:
+        return self.provider.slug
+
+    @property
+    def blended(self) -> Decimal:
+        return blended(self.input_per_1m, self.output_per_1m)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    order: tuple[str, ...] = ()
+    only: frozenset[str] | None = None
+    ignore: frozenset[str] = frozenset()
+    sort: str = "price"
+    allow_fallbacks: bool = True
+    max_prompt: Decimal | None = None
+    max_completion: Decimal | None = None
+
+
+def _slugs(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GatewayError(400, f"provider.{name} must be a list of provider slugs", "invalid_provider_preferences")
+    slugs = []
+    for item in value:
+        slug = item.strip().lower() if item.strip().lower() in PROVIDERS else provider_slug(item)
+        if slug is None:
+            raise GatewayError(400, f"provider.{name}: unknown provider {item!r}", "invalid_provider_preferences")
+        slugs.append(slug)
+    return slugs
+
+
+def _price(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if isinstance(value, bool) or not amount.is_finite() or amount < 0:
+        raise GatewayError(400, f"provider.max_price.{name} must be a non-negative number (USD per 1M tokens)",
+                           "invalid_provider_preferences")
+    return amount
+
+
+def parse_preferences(value: Any) -> Preferences:
+    if value is None:
+        return Preferences()
+    if not isinstance(value, dict):
+        raise GatewayError(400, "provider must be an object", "invalid_provider_preferences")
+    known = {"order", "only", "ignore", "sort", "allow_fallbacks", "max_price"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise GatewayError(400, f"provider: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+                           "invalid_provider_preferences")
+    sort = value.get("sort") or "price"
+    if sort not in SORTS:
+        raise GatewayError(400, f"provider.sort must be one of {', '.join(SORTS)}, got {sort!r}",
+                           "invalid_provider_preferences")
+    fallbacks = value.get("allow_fallbacks", True)
+    if not isinstance(fallbacks, bool):
+        raise GatewayError(400, "provider.allow_fallbacks must be true or false", "invalid_provider_preferences")
+    max_price = value.get("max_price") or {}
+    if not isinstance(max_price, dict) or set(max_price) - {"prompt", "completion"}:
+        raise GatewayError(400, 'provider.max_price must be {"prompt": USD per 1M, "completion": USD per 1M}',
+                           "invalid_provider_preferences")
+    return Preferences(
+        order=tuple(_slugs(value["order"], "order")) if "order" in value else (),
+        only=frozenset(_slugs(value["only"], "only")) if "only" in value else None,
+        ignore=frozenset(_slugs(value["ignore"], "ignore")) if "ignore" in value else frozenset(),
+        sort=sort,
+        allow_fallbacks=fallbacks,
+        max_prompt=_price(max_price.get("prompt"), "prompt"),
+        max_completion=_price(max_price.get("completion"), "completion"),
+    )
+
+
+@dataclass(frozen=True)
+class Selection:
+    model: Model
+    candidates: list[Candidate]
+    skipped: dict[str, float]  # providers cooling down → when they may be tried again (monotonic)
+
+
+async def offers_for(session: AsyncSession, text: str) -> tuple[Model, Provider | None, list[tuple[Offer, Provider]]]:
+    model, pinned = await find_model_ref(session, text)
+    statement = select(Offer, Provider).join(Provider, Offer.provider_id == Provider.id).where(
+        Offer.model_id == model.id, Offer.status != OfferStatus.UNAVAILABLE
+    )
+    if pinned is not None:
+        statement = statement.where(Offer.provider_id == pinned.id)
+    rows = [(o, p) for o, p in (await session.execute(statement)).all()]
+    return model, pinned, rows
+
+
+async def select_candidates(
+    session: AsyncSession,
+    text: str,
+    preferences: Preferences,
+    customer_keys: dict[str, str],
+    config: GatewayConfig,
+    health: Health,
+) -> Selection:
+    try:
+        model, pinned, rows = await offers_for(session, text)
+    except NotFound:
+        raise GatewayError(404, f"model not found: {text}", "model_not_found") from None
+    if not rows:
+        where = f" at {pinned.slug}" if pinned else ""
+        raise GatewayError(404, f"no provider offers {model.slug}{where}", "model_not_found")
+    live = [(o, p) for o, p in rows if o.status is OfferStatus.LIVE]
+    by_price = bool(live)
+    if by_price:
+        rows = sorted(live, key=lambda row: sort_key(row[0]))
+    else:  # no live price data: stale offers in the static priority order
+        rank = {slug: i for i, slug in enumerate(STATIC_PRIORITY)}
+        rows = sorted(rows, key=lambda row: (rank.get(row[1].slug, len(rank)), row[1].slug, row[0].id))
+
+    keyed: list[Candidate] = []
+    unkeyed: list[str] = []
+    for offer, provider in rows:
+        conf = config.provider(provider.slug)
+        if conf is None or not conf.routable:
+            continue
+        if provider.slug in customer_keys:
+            key, source = customer_keys[provider.slug], "customer"
+        elif conf.api_key:
+            key, source = conf.api_key, "platform"
+        else:
+            unkeyed.append(provider.slug)
+            continue
+        keyed.append(Candidate(
+            provider=conf, offer_id=offer.id, model_slug=model.slug, variant=offer.variant,
+            provider_model_id=offer.provider_model_id, input_per_1m=offer.input_per_1m,
+            output_per_1m=offer.output_per_1m, max_output_tokens=offer.max_output_tokens,
+            key=key, key_source=source, routed_by_price=by_price,
+        ))
+    if not keyed:
+        if unkeyed:
+            names = ", ".join(dict.fromkeys(unkeyed))
+            raise GatewayError(400, f"no provider key for {model.slug}: pass a key for one of {names} in "
+                                    "X-Provider-Keys", "provider_key_required")
+        raise GatewayError(404, f"no routable provider serves {model.slug}", "model_not_found")
+
+    candidates = _apply(keyed, preferences, health, by_price)
+    if not candidates:
+        raise GatewayError(404, f"no provider of {model.slug} matches the provider preferences "
+                                "(only, ignore, max_price)", "no_provider_matches")
+    if not preferences.allow_fallbacks:
+        candidates = candidates[:1]
+    ready, skipped = [], {}
+    for candidate in candidates:
+        until = health.blocked_until(candidate.slug)
+        if until is None:
+            ready.append(candidate)
+        else:
+            skipped[candidate.slug] = until
+    return Selection(model, ready, skipped)
+
+
+def _apply(candidates: list[Candidate], prefs: Preferences, health: Health, by_price: bool) -> list[Candidate]:
+    out = [
+        c for c in candidates
+        if (prefs.only is None or c.slug in prefs.only) and c.slug not in prefs.ignore
+        and (prefs.max_prompt is None or c.input_per_1m <= prefs.max_prompt)
+        and (prefs.max_completion is None or c.output_per_1m <= prefs.max_completion)
+    ]
+    if prefs.sort == "latency":
+        out.sort(key=lambda c: (health.latency(c.slug) is None, health.latency(c.slug) or 0.0))
+    elif prefs.sort == "throughput":
+        out.sort(key=lambda c: (health.tokens_per_s(c.slug) is None, -(health.tokens_per_s(c.slug) or 0.0)))
+    if prefs.order:
+        rank = {slug: i for i, slug in enumerate(prefs.order)}
+        out.sort(key=lambda c: rank.get(c.slug, len(rank)))  # stable: the rest keep their order
+    return [
+        _routed(c, by_price and prefs.sort == "price" and c.slug not in prefs.order) for c in _one_per_provider(out)
+    ]
+
+
+def _one_per_provider(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.slug not in seen:
+            seen.add(c.slug)
+            out.append(c)
+    return out
+
+
+def _routed(candidate: Candidate, by_price: bool) -> Candidate:
+    if candidate.routed_by_price == by_price:
+        return candidate
+    from dataclasses import replace
+
+    return replace(candidate, routed_by_price=by_price)
