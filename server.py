@@ -8,13 +8,14 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -35,6 +36,9 @@ from datasources.db import migrate
 from datasources.db.engine import DatabaseURLError, create_engine, database_url, sessionmaker
 from datasources.errors import DomainError
 from datasources.events import create_broker
+from datasources.sources.config import SourceConfigError, SourcesConfig
+from datasources.sources.leader import create_leader
+from datasources.sources.poller import Pollers
 from routing import websocket
 from routing.gateway.app import install as install_gateway
 from routing.gateway.providers import ProvidersFileError
@@ -54,10 +58,11 @@ class Settings:
     migrate_on_start: bool = True
     seed_on_start: bool = True
     connection_init_timeout: float = 10.0
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
 
     @classmethod
     def from_env(cls, url: str | None = None) -> Settings:
-        return cls(database_url=database_url(url))
+        return cls(database_url=database_url(url), sources=SourcesConfig.from_env())
 
 
 def schema_sdl() -> str:
@@ -124,6 +129,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         broker = create_broker(settings.database_url)
+        client = httpx.AsyncClient(headers={"user-agent": "pricegraph"})
+        pollers: Pollers | None = None
         try:
             await prepare_database(engine, settings)
             await broker.start()
@@ -132,8 +139,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.broker = broker
             app.state.ws_limits = ws_limits
             app.state.ws_connections = websocket.Connections(ws_limits.connections_per_subject)
+            pollers = Pollers(app.state.sessionmaker, broker, client, settings.sources.build(),
+                              leader=create_leader(settings.database_url))
+            await pollers.start()
+            app.state.pollers = pollers
             yield
         finally:
+            if pollers is not None:
+                await pollers.stop()
+            await client.aclose()
             await broker.stop()
             await engine.dispose()
 
@@ -167,7 +181,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except DatabaseURLError as exc:
+    except (DatabaseURLError, SourceConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -253,7 +267,9 @@ def import_command(path: Path, fmt: str) -> None:
             bar.update(done)
 
         async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
-            return await import_file(sessions, path, fmt, progress)
+            # On PostgreSQL, running servers hear the changes (NOTIFY); on SQLite no other process listens.
+            broker = create_broker(engine.url) if engine.dialect.name == "postgresql" else None
+            return await import_file(sessions, path, fmt, progress, broker)
 
         try:
             result = _run(main)

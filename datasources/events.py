@@ -222,7 +222,7 @@ class MemoryBroker:
             def committed(_session: Any) -> None:
                 deliver(session.info.pop(_PENDING, []))
 
-            def rolled_back(_session: Any) -> None:
+            def rolled_back(_session: Any, _previous: Any = None) -> None:
                 session.info.pop(_PENDING, None)
                 with contextlib.suppress(Exception):
                     sa_event.remove(sync, "after_commit", committed)

@@ -40,7 +40,7 @@ async def record_prices(info: Info, prices: list[PriceInput], observed_at: datet
     observations = [Observation(**vars(p)) for p in prices]
     async with info.context.sessionmaker() as session, session.begin():
         result = await record(session, observations, observed_at)
-        await info.context.broker.publish(session, result.ticks)
+        await info.context.broker.publish(session, result.events)
     return RecordedPrices(
         ticks=[PriceTick(row=t) for t in result.ticks],
         unchanged=result.unchanged,

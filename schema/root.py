@@ -7,12 +7,14 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers import accounts, admin, catalog, history, subscriptions
+from resolvers import sources as price_sources
 from resolvers import usage as usage_resolvers
 from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
 from schema.candles import Candle
 from schema.catalog import Model, Price, Provider
 from schema.compare import Comparison
 from schema.guard import Guard
+from schema.sources import PriceSource
 from schema.subscriptions import OfferStatusChange
 from schema.ticks import PriceTick, RecordedPrices
 from schema.usage import SCALARS as USAGE_SCALARS
@@ -45,6 +47,9 @@ class Query:
     )
     me: Account | None = strawberry.field(resolver=accounts.me, description="The account of the calling API key.")
     api_keys: list[ApiKey] | None = strawberry.field(resolver=accounts.api_keys, description="The account's API keys.")
+    sources: list[PriceSource] = strawberry.field(
+        resolver=price_sources.sources, description="Price sources the server polls, and how their last polls went."
+    )
     balance: Balance | None = strawberry.field(
         resolver=usage_resolvers.balance, description="The account's balance, what is held and what is available."
     )

@@ -583,10 +583,6 @@ def test_recorded_history_makes_daily_candles(anon: Caller, admin: Caller, accou
     assert dev.data(CANDLES, m="mistral-7b", p="perplexity", d=1, v="history")["candles"] == [candles[3]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "recordPrices with an observedAt older than the offer's newest tick (datasources/catalog/ingest.py "
-    "_update_offer) overwrites the current price with the older observation and files the tick behind the "
-    "newer one, so the candles end on the seed's price while `prices` shows the back-dated one"))
 def test_a_backdated_observation_keeps_candles_and_current_price_consistent(
     anon: Caller, admin: Caller, account: Any
 ) -> None:

@@ -14,6 +14,7 @@ from datasources.catalog.litellm import parse_litellm_file
 from datasources.catalog.openrouter import parse_openrouter_file
 from datasources.catalog.seed import load_seed
 from datasources.db.models import Offer
+from datasources.events import Broker
 
 FORMATS: dict[str, Callable[[Path], list[OfferEntry]]] = {
     "litellm": parse_litellm_file,
@@ -28,14 +29,19 @@ async def import_file(
     path: Path,
     fmt: str,
     progress: Callable[[int, int], None] | None = None,
+    broker: Broker | None = None,
 ) -> IngestResult:
-    """Parse the whole file first (a bad file raises CatalogFormatError), then write it in one transaction."""
+    """Parse the whole file first (a bad file raises CatalogFormatError), then write it in one transaction;
+    its price changes are published to `broker` when it commits."""
     entries = FORMATS[fmt](Path(path))
     total = len(entries)
     async with sessionmaker() as session, session.begin():
-        return await apply_offers(
+        result = await apply_offers(
             session, entries, source=fmt, progress=(lambda n: progress(n, total)) if progress else None
         )
+        if broker is not None:
+            await broker.publish(session, result.events)
+        return result
 
 
 async def ensure_seed(sessionmaker: async_sessionmaker[AsyncSession]) -> IngestResult | None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from datasources.catalog.entries import ModelIdentity, OfferEntry
 from datasources.catalog.providers import PROVIDERS
 from datasources.db.models import Model, Offer, OfferStatus, PriceTick, Provider
-from datasources.events import PriceChanged, StatusChanged
+from datasources.events import Event, PriceChanged, StatusChanged
 from datasources.money import price
 
 Progress = Callable[[int], None]
@@ -32,13 +32,19 @@ class IngestResult:
     offers_created: int = 0
     offers_updated: int = 0
     unchanged: int = 0
+    backfilled: int = 0  # past observations filed as ticks at their own time (not live changes)
     ticks: list[PriceChanged] = field(default_factory=list)
     status_changes: list[StatusChanged] = field(default_factory=list)
 
     @property
+    def events(self) -> list[Event]:
+        """What to publish once the transaction commits: live price changes and status moves."""
+        return [*self.ticks, *self.status_changes]
+
+    @property
     def changed(self) -> bool:
         return bool(self.providers_created or self.models_created or self.offers_created
-                    or self.offers_updated or self.ticks or self.status_changes)
+                    or self.offers_updated or self.ticks or self.status_changes or self.backfilled)
 
 
 def _unique(entries: Iterable[OfferEntry]) -> list[OfferEntry]:
@@ -126,6 +132,9 @@ async def _update_offer(
     session: AsyncSession, offer: Offer, entry: OfferEntry, input_price: Decimal, output_price: Decimal,
     source: str, observed_at: datetime, confirm: bool, result: IngestResult,
 ) -> None:
+    if observed_at < offer.updated_at:
+        await _record_history(session, offer, input_price, output_price, source, observed_at, result)
+        return
     values: dict[str, object] = {}
     price_changed = offer.input_per_1m != input_price or offer.output_per_1m != output_price
     if price_changed:
@@ -151,6 +160,27 @@ async def _update_offer(
     if values or confirm:
         values.update(source=source, confirmed_at=observed_at)
         await session.execute(update(Offer).where(Offer.id == offer.id).values(**values))
+
+
+async def _record_history(
+    session: AsyncSession, offer: Offer, input_price: Decimal, output_price: Decimal, source: str,
+    observed_at: datetime, result: IngestResult,
+) -> None:
+    """An observation older than the offer's current price: a fact about the past. It becomes a tick
+    at its own time when it differs from the price then in force, and leaves today's price alone."""
+    then = (await session.execute(
+        select(PriceTick.input_per_1m, PriceTick.output_per_1m)
+        .where(PriceTick.offer_id == offer.id, PriceTick.observed_at <= observed_at)
+        .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc()).limit(1)
+    )).one_or_none()
+    if then is not None and (then.input_per_1m, then.output_per_1m) == (input_price, output_price):
+        result.unchanged += 1
+        return
+    await session.execute(insert(PriceTick).values(
+        offer_id=offer.id, input_per_1m=input_price, output_per_1m=output_price, observed_at=observed_at,
+        source=source,
+    ))
+    result.backfilled += 1
 
 
 async def _insert_ticks(session: AsyncSession, ticks: list[PriceChanged], source: str) -> None:

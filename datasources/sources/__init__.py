@@ -1,0 +1,1 @@
+"""Price sources the server polls: OpenRouter, LiteLLM's price map, a local file, a recorded replay."""

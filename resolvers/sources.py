@@ -1,0 +1,13 @@
+"""The `sources` root field: the polled price sources and their health."""
+
+from __future__ import annotations
+
+from datasources.sources.status import list_sources
+from schema.context import Info
+from schema.sources import PriceSource
+
+
+async def sources(info: Info) -> list[PriceSource]:
+    async with info.context.sessionmaker() as session:
+        rows = await list_sources(session)
+    return [PriceSource(row=row) for row in rows]
