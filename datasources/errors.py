@@ -1,40 +1,49 @@
-"""Domain errors. Each surface (CLI, GraphQL, REST, gateway) maps them once to its own shape."""
+"""Domain errors. Each carries its GraphQL `code` and HTTP `status`; each surface (CLI, GraphQL, REST,
+gateway) turns them into its own shape in one place."""
 
 from __future__ import annotations
 
 
 class DomainError(Exception):
     code = "INTERNAL"
+    status = 500
 
 
 class NotFound(DomainError):
     code = "NOT_FOUND"
+    status = 404
 
 
 class BadInput(DomainError):
     code = "BAD_USER_INPUT"
+    status = 400
 
 
 class InsufficientBalance(DomainError):
     code = "PAYMENT_REQUIRED"
+    status = 402
 
 
 class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
+    status = 401
 
 
 class Forbidden(DomainError):
     code = "FORBIDDEN"
+    status = 403
 
 
 class PlanRequired(DomainError):
     """The caller's plan does not include what was asked; it used no quota."""
 
     code = "PAYMENT_REQUIRED"
+    status = 402
 
 
 class QuotaExceeded(DomainError):
     code = "RATE_LIMITED"
+    status = 429
 
     def __init__(self, message: str, limit: int, retry_after: int, reset_at: int) -> None:
         super().__init__(message)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from datasources import errors
+from routing import limits
 
 TYPES = {
     400: "invalid_request_error",
@@ -21,17 +22,6 @@ TYPES = {
     503: "service_unavailable",
     504: "upstream_timeout",
 }
-
-STATUS: dict[type[errors.DomainError], int] = {
-    errors.BadInput: 400,
-    errors.Unauthenticated: 401,
-    errors.PlanRequired: 402,
-    errors.InsufficientBalance: 402,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.QuotaExceeded: 429,
-}
-
 
 class GatewayError(Exception):
     """A refusal or failure with its HTTP status, an OpenAI error `code`, and extra headers."""
@@ -53,11 +43,8 @@ class GatewayError(Exception):
 
     @classmethod
     def from_domain(cls, exc: errors.DomainError) -> GatewayError:
-        status = STATUS.get(type(exc), 500)
-        headers: dict[str, str] = {}
-        if isinstance(exc, errors.QuotaExceeded):
-            headers = {"retry-after": str(exc.retry_after), "x-ratelimit-limit": str(exc.limit),
-                       "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(exc.reset_at)}
+        status = exc.status
+        headers = limits.refusal_headers(exc) if isinstance(exc, errors.QuotaExceeded) else {}
         if isinstance(exc, errors.Unauthenticated):
             headers["www-authenticate"] = "Bearer"
         return cls(status, str(exc), exc.code.lower(), headers)

@@ -21,17 +21,6 @@ from routing.auth import Principal, authenticate
 
 log = logging.getLogger("pricegraph.rest")
 
-STATUS: dict[type[errors.DomainError], int] = {
-    errors.BadInput: 400,
-    errors.Unauthenticated: 401,
-    errors.PlanRequired: 402,
-    errors.InsufficientBalance: 402,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.QuotaExceeded: 429,
-}
-
-
 def _number(value: object) -> object:
     if isinstance(value, Decimal):
         return float(value)
@@ -55,7 +44,7 @@ def error_for(exc: errors.DomainError, headers: dict[str, str] | None = None) ->
         headers.update(limits.refusal_headers(exc))
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    return error(STATUS.get(type(exc), 500), str(exc), headers)
+    return error(exc.status, str(exc), headers)
 
 
 @dataclass
