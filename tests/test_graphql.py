@@ -611,7 +611,7 @@ def test_create_account_validates_its_arguments(admin: Caller) -> None:
     inline = admin.error('mutation { createAccount(plan: GOLD) { secret } }')
     assert code(inline) == "GRAPHQL_VALIDATION_FAILED"
     assert inline["message"] == "Value 'GOLD' does not exist in 'Plan' enum."
-    variable = admin.error(CREATE_ACCOUNT, plan="gold")  # refused, nothing created (see the xfail below)
+    variable = admin.error(CREATE_ACCOUNT, plan="gold")  # refused, nothing created
     assert "'gold' does not exist in 'Plan' enum" in variable["message"]
     error = admin.error(CREATE_ACCOUNT, plan="TEAM", credit="-1")
     assert (code(error), error["message"]) == ("BAD_USER_INPUT", "credit: must be a non-negative USD amount, got -1")
