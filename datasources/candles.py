@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, cast, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from datasources.db.models import Offer, PriceTick
+from datasources.db.models import Money, Offer, PriceTick, UTCDateTime
 from datasources.errors import BadInput
 from datasources.money import blended, percent_change
 
 MAX_DAYS = 365
+UNCHANGED = percent_change(Decimal(1), Decimal(1))  # what percent_change(p, p) gives for any price p
 
 
 class Interval(enum.StrEnum):
@@ -97,6 +99,75 @@ def build_candles(
     return candles
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """What the database reports for one interval that holds ticks: `k` counts intervals from the window's
+    start; prices are sums input + output (blended = sum / 2); first and close by (observed_at, id)."""
+
+    k: int
+    ticks: int
+    low: Decimal
+    high: Decimal
+    first: Decimal
+    close: Decimal
+
+
+def candles_from_buckets(
+    prior: Decimal | None, buckets: Sequence[Bucket], start: datetime, end: datetime, interval: Interval
+) -> list[Candle]:
+    """The candles `build_candles` makes from the ticks summarized by `buckets` (sorted by k)."""
+    step = interval.step
+    count = -((start - end) // step)
+    last = prior
+    first = 0
+    if last is None:
+        if not buckets:
+            return []
+        first, last = buckets[0].k, buckets[0].first
+    candles: list[Candle] = []
+    i, n = 0, len(buckets)
+    for k in range(first, count):
+        open_ = last
+        if i < n and buckets[i].k == k:
+            b = buckets[i]
+            i += 1
+            last = b.close
+            high, low = max(open_, b.high), min(open_, b.low)
+            candles.append(Candle(start + k * step, open_, high, low, last, percent_change(last, open_), b.ticks))
+        else:
+            candles.append(Candle(start + k * step, open_, open_, open_, open_, UNCHANGED, 0))
+    return candles
+
+
+def _blend_sum(total: Decimal) -> Decimal:
+    """blended(input, output) from input + output: the same division and the same rounding."""
+    return blended(total, Decimal(0))
+
+
+def _bucket_bounds(dialect: str, start: datetime, step: timedelta, count: int):  # type: ignore[no-untyped-def]
+    """A recursive CTE of the window's intervals: (k, lo, hi) with lo <= observed_at < hi for interval k."""
+    seconds = int(step.total_seconds())
+    if dialect == "sqlite":
+        # UTCDateTime stores naive UTC text ('YYYY-MM-DD HH:MM:SS.ffffff'); datetime() writes the same
+        # prefix without the fraction, which sorts before any stored value of that second.
+        base = literal(start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+
+        def at(offset):  # type: ignore[no-untyped-def]
+            return func.datetime(base, literal("+").op("||")(cast(offset * seconds, String)).op("||")(" seconds"))
+    else:
+        base = cast(literal(start, UTCDateTime()), UTCDateTime())
+
+        def at(offset):  # type: ignore[no-untyped-def]
+            return base + func.make_interval(0, 0, 0, 0, 0, 0, offset * seconds)
+
+    seed = select(literal(0).label("k"))
+    ks = seed.cte("candle_k", recursive=True)
+    ks = ks.union_all(select((ks.c.k + 1).label("k")).where(ks.c.k < count - 1))
+    # MATERIALIZED: the bounds are computed once per interval, not once per tick compared against them
+    return (select(ks.c.k, at(ks.c.k).label("lo"), at(ks.c.k + 1).label("hi"))
+            .cte("candle_buckets").prefix_with("MATERIALIZED"))
+
+
 async def candles_for_offers(
     session: AsyncSession,
     offer_ids: Sequence[int],
@@ -105,8 +176,9 @@ async def candles_for_offers(
     now: datetime | None = None,
 ) -> dict[int, list[Candle]]:
     """Candles for each offer (an offer without ticks gets []), in two SQL statements whatever the count:
-    the last tick before the window per offer, then the ticks inside the window. The view is as of
-    `now`: ticks observed after it are left out."""
+    the last tick before the window per offer, then one row per offer and interval that holds ticks
+    (count, low, high, first and last price, aggregated in the database). The view is as of `now`:
+    ticks observed after it are left out."""
     now = now or datetime.now(UTC)
     start, end = window(days, interval, now)
     ids = sorted(set(offer_ids))
@@ -128,18 +200,45 @@ async def candles_for_offers(
     )
     priors = {offer_id: blended(i, o) for offer_id, i, o in prior_rows}
 
-    tick_rows = await session.execute(
-        select(PriceTick.offer_id, PriceTick.observed_at, PriceTick.input_per_1m, PriceTick.output_per_1m)
-        .where(PriceTick.offer_id.in_(ids), PriceTick.observed_at >= start, PriceTick.observed_at <= now)
-        .order_by(PriceTick.offer_id, PriceTick.observed_at, PriceTick.id)
+    count = -((start - end) // interval.step)
+    bounds = _bucket_bounds(session.get_bind().dialect.name, start, interval.step, count)
+    tick = aliased(PriceTick, name="t")
+    edge = aliased(PriceTick, name="e")
+    total = tick.input_per_1m + tick.output_per_1m
+    inside = and_(edge.offer_id == tick.offer_id, edge.observed_at >= bounds.c.lo, edge.observed_at < bounds.c.hi,
+                  edge.observed_at <= now)
+
+    def edge_price(*order):  # type: ignore[no-untyped-def]
+        return type_coerce(
+            select(edge.input_per_1m + edge.output_per_1m).where(inside).order_by(*order).limit(1).scalar_subquery(),
+            Money,
+        )
+
+    rows = await session.execute(
+        select(
+            tick.offer_id,
+            bounds.c.k,
+            func.count(),
+            type_coerce(func.min(total), Money),
+            type_coerce(func.max(total), Money),
+            edge_price(edge.observed_at, edge.id),
+            edge_price(edge.observed_at.desc(), edge.id.desc()),
+        )
+        .select_from(bounds)
+        .join(tick, and_(tick.offer_id.in_(ids), tick.observed_at >= bounds.c.lo, tick.observed_at < bounds.c.hi,
+                         tick.observed_at <= now))
+        .group_by(tick.offer_id, bounds.c.k, bounds.c.lo, bounds.c.hi)
+        .order_by(tick.offer_id, bounds.c.k)
     )
-    series: dict[int, list[tuple[datetime, Decimal]]] = {offer_id: [] for offer_id in ids}
-    for offer_id, observed_at, i, o in tick_rows:
-        series[offer_id].append((observed_at, blended(i, o)))
+    series: dict[int, list[Bucket]] = {offer_id: [] for offer_id in ids}
+    for offer_id, k, n, low, high, first, close in rows:
+        series[offer_id].append(
+            Bucket(k, n, _blend_sum(low), _blend_sum(high), _blend_sum(first), _blend_sum(close))
+        )
 
     return {
-        offer_id: build_candles(priors.get(offer_id), ticks, start, end, interval)
-        for offer_id, ticks in series.items()
+        offer_id: candles_from_buckets(priors.get(offer_id), buckets, start, end, interval)
+        for offer_id, buckets in series.items()
     }
 
 

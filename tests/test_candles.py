@@ -5,10 +5,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from datasources.candles import Candle, Interval, build_candles, candles_for_offer, candles_for_offers, window
+from datasources.candles import (
+    Candle,
+    Interval,
+    build_candles,
+    candles_for_offer,
+    candles_for_offers,
+    window,
+)
 from datasources.catalog.entries import OfferEntry
 from datasources.catalog.ingest import apply_offers
 from datasources.db.models import Offer, PriceTick, Provider
@@ -263,3 +270,55 @@ async def test_days_out_of_range_are_rejected_before_any_query(sessions, days: i
     async with sessions() as session:
         with pytest.raises(BadInput, match="days"):
             await candles_for_offers(session, [1], days, Interval.HOUR, now=at(1))
+
+
+# --- the database's aggregation equals the pure path -------------------------------------------------
+
+
+def _pure(ticks: list[tuple[datetime, int, Decimal, Decimal]], days: int, interval: Interval,
+          now: datetime) -> list[Candle]:
+    """build_candles over one offer's raw ticks (observed_at, id, input, output), as the reference."""
+    from datasources.money import blended
+    start, end = window(days, interval, now)
+    ordered = sorted(ticks, key=lambda t: (t[0], t[1]))
+    before = [t for t in ordered if t[0] < start]
+    prior = blended(before[-1][2], before[-1][3]) if before else None
+    inside = [(t[0], blended(t[2], t[3])) for t in ordered if start <= t[0] <= now]
+    return build_candles(prior, inside, start, end, interval)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_the_sql_aggregation_equals_the_pure_path_on_random_series(sessions, seed: int) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    rng = random.Random(seed)
+    await _tick(sessions, at(1) - 40 * DAY, _priced(GROQ, "1"), _priced(TURBO, "2"), _priced(PLAIN, "3"))
+    offers = [await _offer_id(sessions, e) for e in (GROQ, TURBO, PLAIN)]
+    prices = [D(0), D("0.0000000001"), D("0.075"), D("0.5"), D("1.2345678901"), D("3"), D("15"), D("60")]
+    rows = []
+    for offer_id in offers[:2]:  # PLAIN keeps only its first tick: the prior carries through the window
+        moment = at(1) - 35 * DAY
+        for _ in range(rng.randint(200, 400)):
+            moment += timedelta(seconds=rng.choice([0, 0, 1, 59, 600, 3600, 3 * 3600, 86400, 4 * 86400]))
+            rows.append({"offer_id": offer_id, "input_per_1m": rng.choice(prices),
+                         "output_per_1m": rng.choice(prices), "observed_at": moment, "source": "test"})
+    rows.sort(key=lambda r: r["observed_at"])
+    rng.shuffle(rows)  # ids no longer follow time: ties on observed_at are broken by id, not by position
+    async with sessions() as session, session.begin():
+        await session.execute(insert(PriceTick), rows)
+    async with sessions() as session:
+        stored = (await session.execute(
+            select(PriceTick.offer_id, PriceTick.observed_at, PriceTick.id, PriceTick.input_per_1m,
+                   PriceTick.output_per_1m))).all()
+    assert sum(1 for r in rows if r["input_per_1m"] + r["output_per_1m"] == 0) > 0
+
+    for days, interval, now in [(30, Interval.DAY, at(20, 7, 13)), (60, Interval.DAY, at(1, 0)),
+                                (3, Interval.HOUR, at(2, 23, 59)), (10, Interval.HOUR, at(8, 12, 30)),
+                                (1, Interval.DAY, max(r.observed_at for r in stored))]:
+        async with sessions() as session:
+            got = await candles_for_offers(session, offers, days, interval, now=now)
+        for offer_id in offers:
+            expected = _pure([(r.observed_at, r.id, r.input_per_1m, r.output_per_1m)
+                              for r in stored if r.offer_id == offer_id], days, interval, now)
+            assert [flat(c) for c in got[offer_id]] == [flat(c) for c in expected], (offer_id, days, interval)
+            assert got[offer_id], (offer_id, days, interval)
