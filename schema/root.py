@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers import accounts, admin, catalog, history, subscriptions
@@ -23,6 +28,7 @@ from schema.usage import Balance, BalanceEvent, BalanceTransactionConnection, Cr
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
+CACHED_DOCUMENTS = 512  # validated documents kept per process (dashboards repeat theirs)
 
 
 @strawberry.type
@@ -108,6 +114,7 @@ schema = Schema(
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
         Guard,
     ],
     config=StrawberryConfig(scalar_map={**USAGE_SCALARS}),
