@@ -291,10 +291,15 @@ class Credited:
 
 
 ZERO = Totals(0, 0, 0, 0, Decimal(0))
+SUCCESS = range(200, 400)  # the statuses that count as a successful request
+
+
+def succeeded(status: int) -> bool:
+    return status in SUCCESS
 
 
 def _totals_columns() -> list[ColumnElement[Any]]:
-    ok = case((and_(UsageRecord.status >= 200, UsageRecord.status < 400), 1), else_=0)
+    ok = case((and_(UsageRecord.status >= SUCCESS.start, UsageRecord.status < SUCCESS.stop), 1), else_=0)
     return [
         func.count().label("requests"),
         func.coalesce(func.sum(ok), 0).label("successful"),

@@ -163,7 +163,7 @@ class UsageLog:
 
     @strawberry.field
     def success(self) -> bool:
-        return 200 <= self.row.status < 400
+        return usage.succeeded(self.row.status)
 
     @strawberry.field
     def input_tokens(self) -> int:

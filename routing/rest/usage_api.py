@@ -133,7 +133,7 @@ def log_entry(record: UsageRecord) -> dict[str, Any]:
         "key_id": record.api_key_id,
         "key_source": record.key_source,
         "status": record.status,
-        "success": 200 <= record.status < 400,
+        "success": usage.succeeded(record.status),
         "input_tokens": record.prompt_tokens,
         "output_tokens": record.completion_tokens,
         "total_tokens": record.prompt_tokens + record.completion_tokens,
