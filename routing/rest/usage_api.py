@@ -275,31 +275,23 @@ async def usage_costs(call: Call) -> dict[str, Any]:
     return grouped_list(scope, [day_entry(g) for g in page.items], page.has_more)
 
 
-@endpoint
-async def usage_models(call: Call) -> dict[str, Any]:
-    scope, limit = await _scope(call), _limit(call)
-    await call.admit(None)
-    async with call.sessionmaker() as session:
-        page = await usage.by_model(session, scope, limit)
-    return grouped_list(scope, [model_entry(g) for g in page.items], page.has_more)
+def _grouped(query: Any, entry: Any, name: str) -> Any:
+    """An endpoint listing usage totals per group (model, key, endpoint), most expensive first."""
+
+    async def handler(call: Call) -> dict[str, Any]:
+        scope, limit = await _scope(call), _limit(call)
+        await call.admit(None)
+        async with call.sessionmaker() as session:
+            page = await query(session, scope, limit)
+        return grouped_list(scope, [entry(g) for g in page.items], page.has_more)
+
+    handler.__name__ = name
+    return endpoint(handler)
 
 
-@endpoint
-async def usage_keys(call: Call) -> dict[str, Any]:
-    scope, limit = await _scope(call), _limit(call)
-    await call.admit(None)
-    async with call.sessionmaker() as session:
-        page = await usage.by_key(session, scope, limit)
-    return grouped_list(scope, [key_entry(g) for g in page.items], page.has_more)
-
-
-@endpoint
-async def usage_endpoints(call: Call) -> dict[str, Any]:
-    scope, limit = await _scope(call), _limit(call)
-    await call.admit(None)
-    async with call.sessionmaker() as session:
-        page = await usage.by_endpoint(session, scope, limit)
-    return grouped_list(scope, [endpoint_entry(g) for g in page.items], page.has_more)
+usage_models = _grouped(usage.by_model, model_entry, "usage_models")
+usage_keys = _grouped(usage.by_key, key_entry, "usage_keys")
+usage_endpoints = _grouped(usage.by_endpoint, endpoint_entry, "usage_endpoints")
 
 
 @endpoint
