@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -16,7 +17,6 @@ from typing import Any, TypeVar
 
 import click
 import httpx
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,26 +25,32 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from datasources import accounts
 from datasources.catalog.entries import CatalogFormatError
 from datasources.catalog.importer import FORMATS, ensure_seed, import_file
 from datasources.db import migrate
-from datasources.db.engine import DatabaseURLError, create_engine, database_url, sessionmaker
+from datasources.db.engine import (
+    DatabaseURLError,
+    create_engine,
+    database_url,
+    sessionmaker,
+)
+from datasources.db.health import DatabaseProbe
 from datasources.errors import DomainError
 from datasources.events import create_broker
+from datasources.pricebook import PriceBook
 from datasources.sources.config import SourceConfigError, SourcesConfig
 from datasources.sources.leader import create_leader
 from datasources.sources.poller import Pollers
 from routing import websocket
 from routing.gateway.app import install as install_gateway
 from routing.gateway.providers import ProvidersFileError
-from routing.auth import authenticate
+from routing.graphql import GraphQLApp
 from routing.rest import account_api, price_api, usage_api
-from schema.context import Context
+from schema.limits import GraphQLLimits, LimitsConfigError
+from schema.pacing import Pacer
 from schema.root import schema
 
 log = logging.getLogger("pricegraph")
@@ -59,46 +65,23 @@ class Settings:
     seed_on_start: bool = True
     connection_init_timeout: float = 10.0
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    graphql: GraphQLLimits = field(default_factory=GraphQLLimits)
+    catalog_check_seconds: float = 5.0  # how often the price book looks for changes it had no event for
 
     @classmethod
     def from_env(cls, url: str | None = None) -> Settings:
-        return cls(database_url=database_url(url), sources=SourcesConfig.from_env())
+        return cls(database_url=database_url(url), sources=SourcesConfig.from_env(), graphql=GraphQLLimits.from_env())
 
 
 def schema_sdl() -> str:
     return schema.as_str() + "\n"
 
 
-class GraphQLApp(GraphQL[Context, None]):
-    websocket_adapter_class = websocket.WebSocketAdapter  # type: ignore[assignment]
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            return await super().__call__(scope, receive, send)
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            websocket.release(WebSocket(scope, receive, send))
-
-    async def on_ws_connect(self, context: Context) -> None:
-        await websocket.connect(context)
-
-    async def get_context(self, request: Any, response: Any) -> Context:
-        context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
-        client = request.client.host if request.client else "unknown"
-        try:
-            context.principal = await authenticate(
-                context.sessionmaker, request.headers.get("authorization"), client
-            )
-        except DomainError as exc:
-            context.auth_error = exc
-        return context
-
-
 async def healthz(request: Request) -> Response:
-    async with request.app.state.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-    return JSONResponse({"status": "ok", "database": request.app.state.engine.dialect.name})
+    database = request.app.state.engine.dialect.name
+    if await request.app.state.database_probe.healthy():
+        return JSONResponse({"status": "ok", "database": database})
+    return JSONResponse({"status": "unavailable", "database": database}, status_code=503)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -131,22 +114,39 @@ def create_app(settings: Settings | None = None) -> Starlette:
         broker = create_broker(settings.database_url)
         client = httpx.AsyncClient(headers={"user-agent": "pricegraph"})
         pollers: Pollers | None = None
+        book: PriceBook | None = None
+        probe: DatabaseProbe | None = None
         try:
             await prepare_database(engine, settings)
             await broker.start()
             app.state.engine = engine
             app.state.sessionmaker = sessionmaker(engine)
             app.state.broker = broker
+            book = PriceBook(app.state.sessionmaker, broker, settings.catalog_check_seconds)
+            await book.start()
+            app.state.book = book
+            probe = DatabaseProbe(engine)
+            await probe.start()
+            app.state.database_probe = probe
             app.state.ws_limits = ws_limits
             app.state.ws_connections = websocket.Connections(ws_limits.connections_per_subject)
             pollers = Pollers(app.state.sessionmaker, broker, client, settings.sources.build(),
                               leader=create_leader(settings.database_url))
             await pollers.start()
             app.state.pollers = pollers
+            # What start-up loaded (modules, the schema, the price book) lives as long as the process:
+            # keep it out of the collector's full passes, which would otherwise pause the loop for
+            # tens of milliseconds whenever a large answer is being built.
+            gc.collect()
+            gc.freeze()
             yield
         finally:
+            if probe is not None:
+                await probe.stop()
             if pollers is not None:
                 await pollers.stop()
+            if book is not None:
+                await book.stop()
             await client.aclose()
             await broker.stop()
             await engine.dispose()
@@ -171,6 +171,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    app.state.pacer = Pacer()
+    app.state.graphql_limits = settings.graphql
     install_gateway(app)  # the OpenAI-compatible routes, ahead of the mounts; reads PROVIDERS_FILE
     return app
 
@@ -181,7 +183,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except (DatabaseURLError, SourceConfigError) as exc:
+    except (DatabaseURLError, SourceConfigError, LimitsConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from decimal import Decimal
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

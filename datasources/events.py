@@ -186,6 +186,7 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
+        self.watchers: list[Callable[[Sequence[Event]], None]] = []
         self.published = 0
 
     async def start(self) -> None:
@@ -202,7 +203,20 @@ class MemoryBroker:
     def remove(self, listener: Listener) -> None:
         self.listeners.discard(listener)
 
+    def watch(self, watcher: Callable[[Sequence[Event]], None]) -> None:
+        """Call `watcher` with every committed batch of events, as it arrives, before any listener."""
+        self.watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[Sequence[Event]], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self.watchers.remove(watcher)
+
     def dispatch(self, events: Sequence[Event]) -> None:
+        for watcher in list(self.watchers):
+            try:
+                watcher(events)
+            except Exception:
+                log.exception("an event watcher failed")
         for event in events:
             self.published += 1
             for listener in list(self.listeners):

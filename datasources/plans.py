@@ -32,6 +32,7 @@ class PlanRules:
     window: Window
     features: frozenset[Feature]
     max_history_days: int
+    query_cost: int  # the most values one GraphQL answer may hold, estimated before it runs
 
 
 _FREE = frozenset({Feature.PRICES, Feature.PROVIDERS, Feature.MODELS})
@@ -39,10 +40,10 @@ _DEVELOPER = _FREE | {Feature.HISTORY, Feature.ROUTING}
 _TEAM = _DEVELOPER | {Feature.COMPARE, Feature.HOURLY_CANDLES, Feature.WEBHOOKS}
 
 RULES: dict[Plan, PlanRules] = {
-    Plan.FREE: PlanRules(Plan.FREE, 100, Window.ROLLING_DAY, _FREE, 0),
-    Plan.DEVELOPER: PlanRules(Plan.DEVELOPER, 10_000, Window.CALENDAR_MONTH, _DEVELOPER, 30),
-    Plan.TEAM: PlanRules(Plan.TEAM, 100_000, Window.CALENDAR_MONTH, _TEAM, 365),
-    Plan.ENTERPRISE: PlanRules(Plan.ENTERPRISE, None, Window.CALENDAR_MONTH, frozenset(Feature), 365),
+    Plan.FREE: PlanRules(Plan.FREE, 100, Window.ROLLING_DAY, _FREE, 0, 50_000),
+    Plan.DEVELOPER: PlanRules(Plan.DEVELOPER, 10_000, Window.CALENDAR_MONTH, _DEVELOPER, 30, 500_000),
+    Plan.TEAM: PlanRules(Plan.TEAM, 100_000, Window.CALENDAR_MONTH, _TEAM, 365, 1_000_000),
+    Plan.ENTERPRISE: PlanRules(Plan.ENTERPRISE, None, Window.CALENDAR_MONTH, frozenset(Feature), 365, 1_000_000),
 }
 
 

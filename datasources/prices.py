@@ -1,4 +1,9 @@
-"""Current prices: one model's offers, a provider's, the cheapest, and cross-model comparisons."""
+"""Current prices: one model's offers, a provider's, the cheapest, and cross-model comparisons.
+
+Readers work on a `Catalog` snapshot (`datasources.pricebook`), in memory. Writers, which must see
+their own transaction, look names up in the database with `find_model` and `find_provider`; both
+sides spell names by the same rules (`model_slugs`, `provider_slugs`).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,47 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from datasources.catalog.identity import lookup_slug
-from datasources.catalog.providers import provider_slug
 from datasources.db.models import Model, Offer, OfferStatus, Provider
 from datasources.errors import NotFound
 from datasources.money import blended, price
+from datasources.pricebook import (
+    Catalog,
+    ModelRow,
+    OfferRow,
+    ProviderRow,
+    model_slugs,
+    provider_slugs,
+    sort_key,
+)
 
 MAX_COMPARE = 5
 
 
+class _Priced(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def input_per_1m(self) -> Decimal: ...
+    @property
+    def output_per_1m(self) -> Decimal: ...
+    @property
+    def status(self) -> OfferStatus: ...
+
+
+P = TypeVar("P", bound=_Priced)
+R = TypeVar("R", Model, Provider)
+
+
 @dataclass(frozen=True)
 class PriceRow:
-    offer: Offer
-    model: Model
-    provider: Provider
+    offer: OfferRow
+    model: ModelRow
+    provider: ProviderRow
 
     @property
     def blended(self) -> Decimal:
@@ -32,78 +60,30 @@ class PriceRow:
 
 @dataclass(frozen=True)
 class Comparison:
-    model: Model
+    model: ModelRow
     cheapest: PriceRow | None
     average_blended: Decimal | None
     provider_count: int
     updated_at: datetime | None
 
 
-def sort_key(offer: Offer) -> tuple[Decimal, int]:
-    """The one price order: cheapest blended first, then the oldest offer."""
-    return offer.input_per_1m + offer.output_per_1m, offer.id
-
-
-def cheapest(offers: Sequence[Offer]) -> Offer | None:
+def cheapest(offers: Sequence[P]) -> P | None:
     live = [o for o in offers if o.status is OfferStatus.LIVE]
-    return min(live, key=sort_key) if live else None
+    return min(live, key=lambda o: (o.input_per_1m + o.output_per_1m, o.id)) if live else None
 
 
-async def find_model(session: AsyncSession, text: str) -> Model:
-    """A model by canonical slug or any spelling the identity rules know (`openai/gpt-4o-mini`)."""
-    candidates = [text.strip().lower(), lookup_slug(text)]
-    rows = (await session.execute(select(Model).where(Model.slug.in_(candidates)))).scalars().all()
-    by_slug = {m.slug: m for m in rows}
-    for slug in candidates:
-        if slug in by_slug:
-            return by_slug[slug]
-    raise NotFound(f"model not found: {text}")
-
-
-async def find_provider(session: AsyncSession, text: str) -> Provider:
-    candidates = [text.strip().lower()]
-    if (mapped := provider_slug(text.strip())) is not None:
-        candidates.append(mapped)
-    rows = (await session.execute(select(Provider).where(Provider.slug.in_(candidates)))).scalars().all()
-    if not rows:
-        raise NotFound(f"provider not found: {text}")
-    return rows[0]
-
-
-async def find_model_ref(session: AsyncSession, text: str) -> tuple[Model, Provider | None]:
-    """A model reference as clients write it: a bare slug, or `provider/model` to pin one provider
-    (only when the prefix is a provider we carry; `meta-llama/Llama-3.3-70B` is just a spelling)."""
-    head, sep, tail = text.strip().partition("/")
-    if sep and tail:
-        provider = (await session.execute(
-            select(Provider).where(Provider.slug == head.lower(), Provider.id.in_(select(Offer.provider_id)))
-        )).scalar_one_or_none()
-        if provider is not None:
-            return await find_model(session, tail), provider
-    return await find_model(session, text), None
-
-
-async def current_prices(
-    session: AsyncSession, model: Model | None = None, provider: Provider | None = None
+def current_prices(
+    catalog: Catalog, model: ModelRow | None = None, provider: ProviderRow | None = None
 ) -> list[PriceRow]:
-    statement = select(Offer, Model, Provider).join(Model, Offer.model_id == Model.id).join(
-        Provider, Offer.provider_id == Provider.id
-    )
-    if model is not None:
-        statement = statement.where(Offer.model_id == model.id)
-    if provider is not None:
-        statement = statement.where(Offer.provider_id == provider.id)
-    rows = [PriceRow(*row) for row in (await session.execute(statement)).all()]
-    rows.sort(key=lambda r: (r.model.slug, *sort_key(r.offer)))
-    return rows
+    """Every offer of a model and/or a provider, by model slug and then cheapest first."""
+    return [PriceRow(o, catalog.models[o.model_id], catalog.providers[o.provider_id])
+            for o in catalog.offers_of(model, provider)]
 
 
-async def pair_offer(session: AsyncSession, model: Model, provider: Provider, variant: str | None = None) -> Offer:
+def pair_offer(catalog: Catalog, model: ModelRow, provider: ProviderRow, variant: str | None = None) -> OfferRow:
     """The offer that stands for a model at a provider: the named variant, else the default build
     (variant ""), else the provider's cheapest variant."""
-    offers = (await session.execute(
-        select(Offer).where(Offer.model_id == model.id, Offer.provider_id == provider.id)
-    )).scalars().all()
+    offers = [o for o in catalog.model_offers(model.id) if o.provider_id == provider.id]
     if variant is not None:
         offers = [o for o in offers if o.variant == variant]
     if not offers:
@@ -113,7 +93,7 @@ async def pair_offer(session: AsyncSession, model: Model, provider: Provider, va
     return default[0] if default else min(offers, key=sort_key)
 
 
-def summarize(model: Model, rows: Sequence[PriceRow]) -> Comparison:
+def summarize(model: ModelRow, rows: Sequence[PriceRow]) -> Comparison:
     live = [r for r in rows if r.offer.status is OfferStatus.LIVE]
     best = min(live, key=lambda r: sort_key(r.offer)) if live else None
     average = price(sum((r.blended for r in live), Decimal(0)) / len(live)) if live else None
@@ -126,12 +106,39 @@ def summarize(model: Model, rows: Sequence[PriceRow]) -> Comparison:
     )
 
 
-async def compare(session: AsyncSession, models: Sequence[Model], provider: Provider | None = None) -> list[Comparison]:
-    ids = {m.id for m in models}
-    statement = select(Offer, Model, Provider).join(Model, Offer.model_id == Model.id).join(
-        Provider, Offer.provider_id == Provider.id
-    ).where(Offer.model_id.in_(ids))
-    if provider is not None:
-        statement = statement.where(Offer.provider_id == provider.id)
-    rows = [PriceRow(*row) for row in (await session.execute(statement)).all()]
-    return [summarize(m, [r for r in rows if r.model.id == m.id]) for m in models]
+def compare(catalog: Catalog, models: Sequence[ModelRow], provider: ProviderRow | None = None) -> list[Comparison]:
+    return [summarize(m, current_prices(catalog, m, provider)) for m in models]
+
+
+# ---- for writers, inside their transaction ------------------------------------------------------------
+
+
+async def _named(session: AsyncSession, table: type[R], candidates: list[str], what: str, text: str) -> R:
+    rows = (await session.execute(select(table).where(table.slug.in_(candidates)))).scalars().all()
+    by_slug = {row.slug: row for row in rows}
+    for slug in candidates:
+        if slug in by_slug:
+            return by_slug[slug]
+    raise NotFound(f"{what} not found: {text}")
+
+
+async def find_model(session: AsyncSession, text: str) -> Model:
+    """A model by canonical slug or any spelling the identity rules know (`openai/gpt-4o-mini`)."""
+    return await _named(session, Model, model_slugs(text), "model", text)
+
+
+async def find_provider(session: AsyncSession, text: str) -> Provider:
+    return await _named(session, Provider, provider_slugs(text), "provider", text)
+
+
+async def find_model_ref(session: AsyncSession, text: str) -> tuple[Model, Provider | None]:
+    """A bare slug, or `provider/model` to pin one provider (only when the prefix is a provider with
+    offers; `meta-llama/Llama-3.3-70B` is just a spelling)."""
+    head, sep, tail = text.strip().partition("/")
+    if sep and tail:
+        provider = (await session.execute(
+            select(Provider).where(Provider.slug == head.lower(), Provider.id.in_(select(Offer.provider_id)))
+        )).scalar_one_or_none()
+        if provider is not None:
+            return await find_model(session, tail), provider
+    return await find_model(session, text), None

@@ -6,7 +6,10 @@ import strawberry
 
 from datasources import accounts
 from schema.accounts import Account, ApiKey, CreatedApiKey
+from schema.bounds import Page
 from schema.context import Info
+
+KEYS = Page(default=100, maximum=1000)
 
 
 async def me(info: Info) -> Account | None:
@@ -15,10 +18,12 @@ async def me(info: Info) -> Account | None:
         return Account(row=await accounts.get_account(session, account_id))
 
 
-async def api_keys(info: Info) -> list[ApiKey] | None:
+async def api_keys(info: Info, first: int = KEYS.default, offset: int = 0) -> list[ApiKey] | None:
     account_id = info.context.caller.require_account()
+    KEYS.check(first, offset)
     async with info.context.sessionmaker() as session:
-        return [ApiKey(row=k) for k in await accounts.list_keys(session, account_id)]
+        keys = await accounts.list_keys(session, account_id)
+    return [ApiKey(row=k) for k in KEYS.take(keys, first, offset)]
 
 
 async def create_api_key(info: Info, name: str = "") -> CreatedApiKey:

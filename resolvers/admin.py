@@ -8,14 +8,20 @@ from decimal import Decimal
 import strawberry
 
 from datasources import accounts
-from datasources.catalog.record import Observation, record_prices as record
+from datasources.catalog.record import Observation
+from datasources.catalog.record import record_prices as record
 from datasources.db.models import Plan as DbPlan
 from datasources.errors import BadInput
 from schema.accounts import Account, ApiKey, CreatedAccount, Plan
+from schema.bounds import Sized
 from schema.context import Info
 from schema.ticks import PriceTick, RecordedPrices
 
 MAX_OBSERVATIONS = 1000
+RECORDED = Sized(
+    lambda arguments: min(len(arguments.get("prices") or ()), MAX_OBSERVATIONS) or MAX_OBSERVATIONS,
+    "a tick per observation",
+)
 
 
 @strawberry.input(description="An observed price of a model at a provider (and variant).")
@@ -41,6 +47,8 @@ async def record_prices(info: Info, prices: list[PriceInput], observed_at: datet
     async with info.context.sessionmaker() as session, session.begin():
         result = await record(session, observations, observed_at)
         await info.context.broker.publish(session, result.events)
+    if result.changed:
+        await info.context.book.reload()  # read our own writes at once
     return RecordedPrices(
         ticks=[PriceTick(row=t) for t in result.ticks],
         unchanged=result.unchanged,

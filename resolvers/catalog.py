@@ -1,4 +1,4 @@
-"""Root fields over the catalog: models, providers, prices and comparisons."""
+"""Root fields over the catalog: models, providers, prices and comparisons, read from the price book."""
 
 from __future__ import annotations
 
@@ -7,14 +7,24 @@ from enum import Enum
 import strawberry
 
 from datasources import prices as price_service
-from datasources.catalog import queries
 from datasources.errors import BadInput, NotFound
 from datasources.plans import Feature, require
-from schema.catalog import Model, Price, Provider
+from schema.bounds import Arguments, Page, Sized
+from schema.catalog import Model, Price, Provider, prices_of
 from schema.compare import Comparison
 from schema.context import Info
 
-MAX_FIRST = queries.MAX_PAGE
+MODELS = Page(default=100, maximum=1000)
+PROVIDERS = Page(default=100, maximum=500)
+PRICES = Page(default=100, maximum=1000)
+
+
+def _compared(arguments: Arguments) -> int:
+    models = arguments.get("models")
+    return min(len(models), price_service.MAX_COMPARE) if isinstance(models, list) else price_service.MAX_COMPARE
+
+
+COMPARED = Sized(_compared, "the models compared, at most 5")
 
 
 @strawberry.enum
@@ -23,66 +33,59 @@ class Capability(Enum):
     TOOLS = "tools"
 
 
-async def models(
+def models(
     info: Info,
     family: str | None = None,
     provider: str | None = None,
     capability: Capability | None = None,
     search: str | None = None,
-    first: int = 100,
+    first: int = MODELS.default,
     offset: int = 0,
 ) -> list[Model]:
-    if not 1 <= first <= MAX_FIRST:
-        raise BadInput(f"first: must be from 1 to {MAX_FIRST}, got {first}")
-    if offset < 0:
-        raise BadInput(f"offset: must not be negative, got {offset}")
-    async with info.context.sessionmaker() as session:
-        rows = await queries.list_models(
-            session, family, provider, search, first, offset,
-            vision=capability is Capability.VISION, tools=capability is Capability.TOOLS,
-        )
-    return [Model(row=row) for row in rows]
+    MODELS.check(first, offset)
+    catalog = info.context.catalog
+    rows = catalog.list_models(family, provider, search,
+                               vision=capability is Capability.VISION, tools=capability is Capability.TOOLS)
+    return [Model(row=row, catalog=catalog) for row in MODELS.take(rows, first, offset)]
 
 
-async def model(info: Info, slug: str) -> Model | None:
-    async with info.context.sessionmaker() as session:
-        try:
-            row = await price_service.find_model(session, slug)
-        except NotFound:
-            return None
-    return Model(row=row)
+def model(info: Info, slug: str) -> Model | None:
+    catalog = info.context.catalog
+    try:
+        return Model(row=catalog.find_model(slug), catalog=catalog)
+    except NotFound:
+        return None
 
 
-async def providers(info: Info) -> list[Provider]:
-    async with info.context.sessionmaker() as session:
-        rows = await queries.list_providers(session)
-    return [Provider(row=row) for row in rows]
+def providers(info: Info, first: int = PROVIDERS.default, offset: int = 0) -> list[Provider]:
+    catalog = info.context.catalog
+    return [Provider(row=row, catalog=catalog) for row in PROVIDERS.take(catalog.providers_offering, first, offset)]
 
 
-async def provider(info: Info, slug: str) -> Provider | None:
-    async with info.context.sessionmaker() as session:
-        try:
-            row = await price_service.find_provider(session, slug)
-        except NotFound:
-            return None
-    return Provider(row=row)
+def provider(info: Info, slug: str) -> Provider | None:
+    catalog = info.context.catalog
+    try:
+        return Provider(row=catalog.find_provider(slug), catalog=catalog)
+    except NotFound:
+        return None
 
 
-async def prices(info: Info, model: str | None = None, provider: str | None = None) -> list[Price]:
-    async with info.context.sessionmaker() as session:
-        found_model = await price_service.find_model(session, model) if model else None
-        found_provider = await price_service.find_provider(session, provider) if provider else None
-        rows = await price_service.current_prices(session, found_model, found_provider)
-    return [Price(row=r.offer) for r in rows]
+def prices(
+    info: Info, model: str | None = None, provider: str | None = None, first: int = PRICES.default, offset: int = 0
+) -> list[Price]:
+    PRICES.check(first, offset)
+    catalog = info.context.catalog
+    found_model = catalog.find_model(model) if model else None
+    found_provider = catalog.find_provider(provider) if provider else None
+    return prices_of(catalog, PRICES.take(catalog.offers_of(found_model, found_provider), first, offset))
 
 
-async def compare(info: Info, models: list[str], provider: str | None = None) -> list[Comparison] | None:
+def compare(info: Info, models: list[str], provider: str | None = None) -> list[Comparison] | None:
     require(info.context.caller.rules, Feature.COMPARE)
     names = list(dict.fromkeys(m.strip() for m in models if m.strip()))
     if not 1 <= len(names) <= price_service.MAX_COMPARE:
         raise BadInput(f"models: give 1 to {price_service.MAX_COMPARE} model slugs, got {len(names)}")
-    async with info.context.sessionmaker() as session:
-        found = list({m.id: m for m in [await price_service.find_model(session, name) for name in names]}.values())
-        found_provider = await price_service.find_provider(session, provider) if provider else None
-        rows = await price_service.compare(session, found, found_provider)
-    return [Comparison(row=r) for r in rows]
+    catalog = info.context.catalog
+    found = list({m.id: m for m in (catalog.find_model(name) for name in names)}.values())
+    found_provider = catalog.find_provider(provider) if provider else None
+    return [Comparison(row=r, catalog=catalog) for r in price_service.compare(catalog, found, found_provider)]

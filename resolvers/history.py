@@ -6,10 +6,21 @@ from datasources import prices
 from datasources.candles import Interval, candles_for_offer
 from datasources.errors import BadInput
 from datasources.plans import Feature, require
+from schema.bounds import Arguments, Sized
 from schema.candles import Candle, CandleInterval
 from schema.context import Info
 
 MAX_DAYS = 365
+
+
+def _candle_count(arguments: Arguments) -> int:
+    """One candle per day or hour of the window, and the current one."""
+    days = arguments.get("days")
+    days = days if isinstance(days, int) and 1 <= days <= MAX_DAYS else MAX_DAYS
+    return days * (24 if arguments.get("interval") is CandleInterval.HOUR else 1) + 1
+
+
+CANDLES = Sized(_candle_count, "days, times 24 for hourly candles")
 
 
 def _admit(info: Info, days: int, interval: CandleInterval) -> Interval:
@@ -32,9 +43,8 @@ async def candles(
     variant: str | None = None,
 ) -> list[Candle] | None:
     window = _admit(info, days, interval)
+    catalog = info.context.catalog
+    offer = prices.pair_offer(catalog, catalog.find_model(model), catalog.find_provider(provider), variant)
     async with info.context.sessionmaker() as session:
-        found_model = await prices.find_model(session, model)
-        found_provider = await prices.find_provider(session, provider)
-        offer = await prices.pair_offer(session, found_model, found_provider, variant)
         rows = await candles_for_offer(session, offer.id, days, window)
     return [Candle(row=c) for c in rows]

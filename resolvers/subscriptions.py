@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from starlette.websockets import WebSocket
 
-from datasources import prices
 from datasources.errors import BadInput, DomainError
 from datasources.events import Event, PriceChanged, SlowConsumer, StatusChanged
 from routing.auth import authenticate
@@ -18,10 +17,10 @@ from schema.subscriptions import OfferStatusChange
 from schema.ticks import PriceTick
 
 
-async def _slugs(context: Context, model: str | None, provider: str | None) -> tuple[str | None, str | None]:
-    async with context.sessionmaker() as session:
-        model_slug = (await prices.find_model(session, model)).slug if model else None
-        provider_slug = (await prices.find_provider(session, provider)).slug if provider else None
+def _slugs(context: Context, model: str | None, provider: str | None) -> tuple[str | None, str | None]:
+    catalog = context.catalog
+    model_slug = catalog.find_model(model).slug if model else None
+    provider_slug = catalog.find_provider(provider).slug if provider else None
     return model_slug, provider_slug
 
 
@@ -68,7 +67,7 @@ async def price_changed(
     context = info.context
     if min_change_pct is not None and (not min_change_pct.is_finite() or min_change_pct < 0):
         raise BadInput(f"minChangePct: must be a non-negative percentage, got {min_change_pct}")
-    model_slug, provider_slug = await _slugs(context, model, provider)
+    model_slug, provider_slug = _slugs(context, model, provider)
 
     def accepts(event: Event) -> bool:
         if not isinstance(event, PriceChanged):
@@ -89,7 +88,7 @@ async def offer_status_changed(
     info: Info, model: str | None = None, provider: str | None = None
 ) -> AsyncGenerator[OfferStatusChange, None]:
     context = info.context
-    model_slug, provider_slug = await _slugs(context, model, provider)
+    model_slug, provider_slug = _slugs(context, model, provider)
 
     def accepts(event: Event) -> bool:
         return isinstance(event, StatusChanged) and (not model_slug or event.model == model_slug) and (

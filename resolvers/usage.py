@@ -14,6 +14,7 @@ from resolvers.subscriptions import _events
 from schema.context import Info
 from schema.usage import (
     GRAPHQL_NAMES,
+    LOGS,
     Balance,
     BalanceEvent,
     BalanceTransaction,
@@ -23,7 +24,6 @@ from schema.usage import (
     Usage,
     UsageEvent,
     UsageFilter,
-    check_first,
 )
 
 
@@ -40,9 +40,11 @@ async def usage_of_account(info: Info, filter: UsageFilter | None = None) -> Usa
         return Usage(scope=await usage.resolve(session, account_id, asked, names=GRAPHQL_NAMES))
 
 
-async def billing_history(info: Info, first: int = 50, after: str | None = None) -> BalanceTransactionConnection | None:
+async def billing_history(
+    info: Info, first: int = LOGS.default, after: str | None = None
+) -> BalanceTransactionConnection | None:
     account_id = info.context.caller.require_account()
-    check_first(first)
+    LOGS.check(first)
     cursor = usage.parse_id(after, usage.TRANSACTION_ID, "after") if after is not None else None
     async with info.context.sessionmaker() as session:
         page = await usage.billing_history(session, account_id, first, cursor, after_name="after")

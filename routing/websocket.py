@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from json import JSONDecodeError
 
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 
 from datasources.errors import DomainError
 from routing.auth import Principal, authenticate
+from routing.encoding import TooLarge, encode
 
 # Close codes: the graphql-transport-ws ones are sent by Strawberry (4400 bad message, 4401 subscribe
 # before ack, 4403 rejected init, 4408 init timeout, 4409 duplicate id, 4429 repeated init); these are ours.
 CLOSE_UNAUTHENTICATED = 4403
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 CLOSE_SLOW_CONSUMER = 1013  # "try again later"
+CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 def _int_env(name: str, default: int) -> int:
@@ -54,12 +62,42 @@ class Connections:
 
 
 class WebSocketAdapter(ASGIWebSocketAdapter):
-    """Tolerates a connection we already closed with our own code and reason."""
+    """Messages within the size caps, written without holding the loop; tolerates a connection we
+    already closed with our own code and reason."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        limit = self.ws.app.state.graphql_limits.request_bytes
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                try:
+                    text = await self.ws.receive_text()
+                except WebSocketDisconnect:
+                    return
+                if len(text) > limit:
+                    await close(self.ws, CLOSE_MESSAGE_TOO_BIG, f"a message is larger than {limit:,} bytes")
+                    return
+                try:
+                    yield self.view.decode_json(text)
+                except JSONDecodeError as exc:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from exc
+        except KeyError as exc:
+            raise NonTextMessageReceived from exc
 
     async def send_json(self, message):  # type: ignore[no-untyped-def]
         if self.ws.application_state == WebSocketState.DISCONNECTED:
             raise WebSocketDisconnected
-        await super().send_json(message)
+        state = self.ws.app.state
+        try:
+            data = await encode(message, state.pacer, state.graphql_limits.response_bytes)
+        except TooLarge as error:
+            data = await encode({**message, "payload": {"data": None, "errors": [
+                {"message": str(error), "extensions": {"code": "RESPONSE_TOO_LARGE"}}
+            ]}}, state.pacer, state.graphql_limits.response_bytes)
+        try:
+            await self.ws.send_text(data.decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state != WebSocketState.DISCONNECTED:

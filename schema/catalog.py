@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -9,11 +10,15 @@ from enum import Enum
 import strawberry
 
 from datasources import prices
-from datasources.db import models as db
 from datasources.money import blended
+from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
 from resolvers import history
+from schema.bounds import Page
 from schema.candles import Candle, CandleInterval
 from schema.context import Info
+
+MODEL_OFFERS = Page(default=50, maximum=100)  # the most offers of one model in the seed: 32
+PROVIDER_OFFERS = Page(default=100, maximum=500)  # the most offers of one provider in the seed: 478
 
 
 @strawberry.enum(description="Whether a source still confirms the offer.")
@@ -23,9 +28,12 @@ class OfferStatus(Enum):
     UNAVAILABLE = "unavailable"
 
 
-@strawberry.type(description="A model as sold by one provider (one variant of it), at its current price in USD per 1M tokens.")
+@strawberry.type(
+    description="A model as sold by one provider (one variant of it), at its current price in USD per 1M tokens."
+)
 class Price:
-    row: strawberry.Private[db.Offer]
+    row: strawberry.Private[OfferRow]
+    catalog: strawberry.Private[Catalog]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -84,31 +92,31 @@ class Price:
         return self.row.confirmed_at
 
     @strawberry.field
-    async def model(self, info: Info) -> Model:
-        row = await info.context.loaders.model_by_id.load(self.row.model_id)
-        assert row is not None
-        return Model(row=row)
+    def model(self) -> Model:
+        return Model(row=self.catalog.models[self.row.model_id], catalog=self.catalog)
 
     @strawberry.field
-    async def provider(self, info: Info) -> Provider:
-        row = await info.context.loaders.provider_by_id.load(self.row.provider_id)
-        assert row is not None
-        return Provider(row=row)
+    def provider(self) -> Provider:
+        return Provider(row=self.catalog.providers[self.row.provider_id], catalog=self.catalog)
 
-    @strawberry.field(description="OHLC candles of this price's blended rate (developer plan; hourly and over 30 days: team).")
+    @strawberry.field(
+        description="OHLC candles of this price's blended rate (developer plan; hourly and over 30 days: team).",
+        extensions=[history.CANDLES],
+    )
     async def candles(
         self, info: Info, days: int = 30, interval: CandleInterval = CandleInterval.DAY
     ) -> list[Candle] | None:
         return await history.candles_of_offer(info, self.row.id, days, interval)
 
 
-def _prices(offers: list[db.Offer]) -> list[Price]:
-    return [Price(row=o) for o in offers]
+def prices_of(catalog: Catalog, offers: Sequence[OfferRow]) -> list[Price]:
+    return [Price(row=o, catalog=catalog) for o in offers]
 
 
 @strawberry.type(description="A model under one canonical slug, whatever each provider calls it.")
 class Model:
-    row: strawberry.Private[db.Model]
+    row: strawberry.Private[ModelRow]
+    catalog: strawberry.Private[Catalog]
 
     @strawberry.field
     def slug(self) -> str:
@@ -134,28 +142,28 @@ class Model:
     def is_benchmark(self) -> bool:
         return self.row.is_benchmark
 
-    @strawberry.field(description="Every price of this model, cheapest blended first.")
-    async def prices(self, info: Info) -> list[Price]:
-        return _prices(await info.context.loaders.offers_by_model.load(self.row.id))
+    @strawberry.field(description="Every price of this model, cheapest blended first.", extensions=[MODEL_OFFERS])
+    def prices(self, first: int = MODEL_OFFERS.default, offset: int = 0) -> list[Price]:
+        return prices_of(self.catalog, MODEL_OFFERS.take(self.catalog.model_offers(self.row.id), first, offset))
 
-    @strawberry.field(description="The same list as `prices`: every offer of this model.")
-    async def offers(self, info: Info) -> list[Price]:
-        return _prices(await info.context.loaders.offers_by_model.load(self.row.id))
+    @strawberry.field(description="The same list as `prices`: every offer of this model.", extensions=[MODEL_OFFERS])
+    def offers(self, first: int = MODEL_OFFERS.default, offset: int = 0) -> list[Price]:
+        return prices_of(self.catalog, MODEL_OFFERS.take(self.catalog.model_offers(self.row.id), first, offset))
 
     @strawberry.field(description="The cheapest live price, by blended rate.")
-    async def cheapest(self, info: Info) -> Price | None:
-        best = prices.cheapest(await info.context.loaders.offers_by_model.load(self.row.id))
-        return Price(row=best) if best else None
+    def cheapest(self) -> Price | None:
+        best = prices.cheapest(self.catalog.model_offers(self.row.id))
+        return Price(row=best, catalog=self.catalog) if best else None
 
     @strawberry.field(description="How many providers offer this model (offers not unavailable).")
-    async def provider_count(self, info: Info) -> int:
-        offers = await info.context.loaders.offers_by_model.load(self.row.id)
-        return len({o.provider_id for o in offers if o.status is not db.OfferStatus.UNAVAILABLE})
+    def provider_count(self) -> int:
+        return self.catalog.provider_count(self.row.id)
 
 
 @strawberry.type(description="An inference provider.")
 class Provider:
-    row: strawberry.Private[db.Provider]
+    row: strawberry.Private[ProviderRow]
+    catalog: strawberry.Private[Catalog]
 
     @strawberry.field
     def slug(self) -> str:
@@ -169,22 +177,25 @@ class Provider:
     def signup_url(self) -> str | None:
         return self.row.signup_url
 
-    @strawberry.field(description="Every price of this provider, cheapest blended first.")
-    async def prices(self, info: Info) -> list[Price]:
-        return _prices(await info.context.loaders.offers_by_provider.load(self.row.id))
+    @strawberry.field(description="Every price of this provider, cheapest blended first.", extensions=[PROVIDER_OFFERS])
+    def prices(self, first: int = PROVIDER_OFFERS.default, offset: int = 0) -> list[Price]:
+        offers = self.catalog.provider_offers(self.row.id)
+        return prices_of(self.catalog, PROVIDER_OFFERS.take(offers, first, offset))
 
-    @strawberry.field(description="The same list as `prices`: every offer of this provider.")
-    async def offers(self, info: Info) -> list[Price]:
-        return _prices(await info.context.loaders.offers_by_provider.load(self.row.id))
+    @strawberry.field(
+        description="The same list as `prices`: every offer of this provider.", extensions=[PROVIDER_OFFERS]
+    )
+    def offers(self, first: int = PROVIDER_OFFERS.default, offset: int = 0) -> list[Price]:
+        offers = self.catalog.provider_offers(self.row.id)
+        return prices_of(self.catalog, PROVIDER_OFFERS.take(offers, first, offset))
 
-    @strawberry.field(description="The models this provider offers, by slug.")
-    async def models(self, info: Info) -> list[Model]:
-        offers = await info.context.loaders.offers_by_provider.load(self.row.id)
-        ids = list(dict.fromkeys(o.model_id for o in offers))
-        rows = await info.context.loaders.model_by_id.load_many(ids)
-        return sorted((Model(row=r) for r in rows if r is not None), key=lambda m: m.row.slug)
+    @strawberry.field(description="The models this provider offers, by slug.", extensions=[PROVIDER_OFFERS])
+    def models(self, first: int = PROVIDER_OFFERS.default, offset: int = 0) -> list[Model]:
+        catalog = self.catalog
+        ids = {o.model_id for o in catalog.provider_offers(self.row.id)}
+        rows = sorted((catalog.models[i] for i in ids), key=lambda m: m.slug)
+        return [Model(row=r, catalog=catalog) for r in PROVIDER_OFFERS.take(rows, first, offset)]
 
     @strawberry.field
-    async def model_count(self, info: Info) -> int:
-        offers = await info.context.loaders.offers_by_provider.load(self.row.id)
-        return len({o.model_id for o in offers})
+    def model_count(self) -> int:
+        return len({o.model_id for o in self.catalog.provider_offers(self.row.id)})

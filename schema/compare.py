@@ -6,20 +6,22 @@ from decimal import Decimal
 import strawberry
 
 from datasources import prices
+from datasources.pricebook import Catalog
 from schema.catalog import Model, Price
 
 
 @strawberry.type(description="One model's prices summarized across providers.")
 class Comparison:
     row: strawberry.Private[prices.Comparison]
+    catalog: strawberry.Private[Catalog]
 
     @strawberry.field
     def model(self) -> Model:
-        return Model(row=self.row.model)
+        return Model(row=self.row.model, catalog=self.catalog)
 
     @strawberry.field(description="The cheapest live price, by blended rate.")
     def cheapest(self) -> Price | None:
-        return Price(row=self.row.cheapest.offer) if self.row.cheapest else None
+        return Price(row=self.row.cheapest.offer, catalog=self.catalog) if self.row.cheapest else None
 
     @strawberry.field
     def cheapest_provider(self) -> str | None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -10,8 +10,13 @@ from strawberry.types import Info as StrawberryInfo
 
 from datasources.errors import DomainError
 from datasources.events import MemoryBroker
+from datasources.pricebook import Catalog, PriceBook
 from resolvers.loaders import Loaders, build_loaders
 from routing.auth import Principal
+
+if TYPE_CHECKING:
+    from schema.limits import GraphQLLimits
+    from schema.pacing import Pacer
 
 
 @dataclass
@@ -31,6 +36,23 @@ class Context:
     @property
     def broker(self) -> MemoryBroker:
         return self.request.app.state.broker
+
+    @property
+    def book(self) -> PriceBook:
+        return self.request.app.state.book
+
+    @property
+    def catalog(self) -> Catalog:
+        """The price book's current snapshot; each root field reads one snapshot throughout."""
+        return self.book.catalog
+
+    @property
+    def pacer(self) -> Pacer:
+        return self.request.app.state.pacer
+
+    @property
+    def limits(self) -> GraphQLLimits:
+        return self.request.app.state.graphql_limits
 
     @property
     def caller(self) -> Principal:

@@ -1,29 +1,46 @@
-"""Every GraphQL operation: authenticate, count against the plan's quota, and give each error a code.
+"""Every GraphQL operation: authenticate, bound its cost, count it against the plan's quota, and give
+each error a code.
 
-Domain errors keep their message and get their `extensions.code`; anything unexpected is logged and
-answered as `INTERNAL_SERVER_ERROR` without details. Unauthenticated callers get no field suggestions.
+The cost (`schema/cost.py`) is estimated before anything runs and refused above the plan's budget with
+`QUERY_TOO_COMPLEX`, using no quota; every answer carries the estimate in `extensions.cost`. Domain
+errors keep their message and get their `extensions.code`; anything unexpected is logged and answered
+as `INTERNAL_SERVER_ERROR` without details. Unauthenticated callers get no field suggestions.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from datasources.errors import DomainError, QuotaExceeded
+from datasources.plans import PlanRules
 from datasources.quotas import Admission
 from routing import limits
+from schema import cost
 
 log = logging.getLogger("pricegraph.graphql")
-REFUSALS = {"PAYMENT_REQUIRED", "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN"}
+REFUSALS = {"PAYMENT_REQUIRED", "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "QUERY_TOO_COMPLEX"}
 SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
+
+
+class QueryTooComplex(DomainError):
+    code = "QUERY_TOO_COMPLEX"
+    status = 400
+
+    def __init__(self, found: cost.Cost, plan: str) -> None:
+        super().__init__(
+            f"query cost {found.estimate:,} exceeds the {plan} plan's limit of {found.limit:,} (the cost is the "
+            "most values the answer could hold): ask for smaller pages (first) or fewer nested lists"
+        )
+        self.cost = found
 
 
 def _code(error: GraphQLError) -> str:
@@ -45,6 +62,8 @@ def coded(error: GraphQLError, suggestions: bool) -> GraphQLError:
         extensions: dict[str, object] = {"code": original.code}
         if isinstance(original, QuotaExceeded):
             extensions["retryAfter"] = original.retry_after
+        if isinstance(original, QueryTooComplex):
+            extensions["cost"] = original.cost.as_extension()
         return _with(error, str(original), extensions)
     if original is not None and not isinstance(original, GraphQLError):
         log.error("unexpected error in %s", error.path, exc_info=original)
@@ -66,11 +85,13 @@ def _refused(result: object) -> bool:
 
 class Guard(SchemaExtension):
     admission: Admission | None = None
+    cost: cost.Cost | None = None
 
-    async def on_execute(self) -> Iterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context.context
         response = context.response if isinstance(context.response, Response) else None
         try:
+            self._bound(context.caller.rules)
             self.admission = admission = await limits.admit(context.sessionmaker, context.caller)
             if response is not None:
                 response.headers.update(limits.rate_limit_headers(admission))
@@ -85,7 +106,24 @@ class Guard(SchemaExtension):
                 response.headers.update(limits.refusal_headers(exc))
         yield
 
-    async def on_operation(self) -> Iterator[None]:  # type: ignore[override]
+    def _bound(self, rules: PlanRules) -> None:
+        execution = self.execution_context
+        document = execution.graphql_document
+        if document is None:
+            return
+        found = cost.estimate(execution.schema._schema, document, execution.operation_name, execution.variables)
+        if found is None:
+            return  # execution answers why it cannot run, before any resolver
+        self.cost = cost.Cost(found, rules.query_cost)
+        if self.cost.exceeded:
+            raise QueryTooComplex(self.cost, rules.plan.value)
+
+    def get_results(self) -> dict[str, object]:
+        if self.cost is None or self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+            return {}
+        return {"cost": self.cost.as_extension()}
+
+    async def on_operation(self) -> AsyncIterator[None]:
         yield
         result = self.execution_context.result
         self._code(result)

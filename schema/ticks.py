@@ -6,6 +6,7 @@ from decimal import Decimal
 import strawberry
 
 from datasources.events import PriceChanged
+from schema.bounds import Sized
 from schema.catalog import OfferStatus
 
 
@@ -56,6 +57,8 @@ class PriceTick:
 
 @strawberry.type
 class RecordedPrices:
-    ticks: list[PriceTick] = strawberry.field(description="The changes: new offers and changed prices.")
+    ticks: list[PriceTick] = strawberry.field(
+        description="The changes: new offers and changed prices.", extensions=[Sized.BY_PARENT]
+    )
     unchanged: int = strawberry.field(description="Observations that matched the current price.")
     offers_created: int

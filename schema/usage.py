@@ -12,6 +12,7 @@ from datasources import usage
 from datasources.db.models import UsageRecord
 from datasources.errors import BadInput
 from datasources.events import BalanceChanged, UsageRecorded
+from schema.bounds import Page, Sized
 from schema.context import Info
 
 BigInt = NewType("BigInt", int)
@@ -26,13 +27,8 @@ SCALARS = {  # for the schema's StrawberryConfig(scalar_map=...)
 
 GRAPHQL_NAMES = {"period": "period", "start": "startTime", "end": "endTime", "model": "model",
                  "key_id": "keyId", "endpoint": "endpoint"}
-MAX_FIRST = usage.MAX_LIMIT
-
-
-def check_first(first: int, name: str = "first") -> int:
-    if not 1 <= first <= MAX_FIRST:
-        raise BadInput(f"{name}: must be from 1 to {MAX_FIRST}, got {first}")
-    return first
+GROUPS = Page(default=usage.DEFAULT_LIMIT, maximum=usage.MAX_LIMIT)  # byDay, byModel, byKey, byEndpoint
+LOGS = Page(default=50, maximum=usage.MAX_LIMIT)  # usage logs and billing history
 
 
 @strawberry.type(description="The account's money in USD.")
@@ -194,7 +190,7 @@ class PageInfo:
 
 @strawberry.type
 class UsageLogConnection:
-    nodes: list[UsageLog]
+    nodes: list[UsageLog] = strawberry.field(extensions=[Sized.BY_PARENT])
     page_info: PageInfo
 
 
@@ -242,7 +238,7 @@ class BalanceTransaction:
 
 @strawberry.type
 class BalanceTransactionConnection:
-    nodes: list[BalanceTransaction]
+    nodes: list[BalanceTransaction] = strawberry.field(extensions=[Sized.BY_PARENT])
     page_info: PageInfo
 
 
@@ -276,40 +272,47 @@ class Usage:
         async with info.context.sessionmaker() as session:
             return UsageTotals.of(await usage.totals(session, self.scope))
 
-    @strawberry.field(description="Per UTC day with usage, oldest first; `first` keeps the most recent days.")
-    async def by_day(self, info: Info, first: int = usage.DEFAULT_LIMIT) -> list[DailyUsage]:
+    @strawberry.field(
+        description="Per UTC day with usage, oldest first; `first` keeps the most recent days.", extensions=[GROUPS]
+    )
+    async def by_day(self, info: Info, first: int = GROUPS.default) -> list[DailyUsage]:
+        GROUPS.check(first)
         async with info.context.sessionmaker() as session:
-            page = await usage.by_day(session, self.scope, check_first(first))
+            page = await usage.by_day(session, self.scope, first)
         return [DailyUsage(date=g.key, **UsageTotals.values(g.totals)) for g in page.items]  # type: ignore[arg-type]
 
-    @strawberry.field(description="Per model, most expensive first.")
-    async def by_model(self, info: Info, first: int = usage.DEFAULT_LIMIT) -> list[ModelUsage]:
+    @strawberry.field(description="Per model, most expensive first.", extensions=[GROUPS])
+    async def by_model(self, info: Info, first: int = GROUPS.default) -> list[ModelUsage]:
+        GROUPS.check(first)
         async with info.context.sessionmaker() as session:
-            page = await usage.by_model(session, self.scope, check_first(first))
+            page = await usage.by_model(session, self.scope, first)
         return [ModelUsage(model=g.key, **UsageTotals.values(g.totals)) for g in page.items]  # type: ignore[arg-type]
 
-    @strawberry.field(description="Per API key, most expensive first.")
-    async def by_key(self, info: Info, first: int = usage.DEFAULT_LIMIT) -> list[KeyUsage]:
+    @strawberry.field(description="Per API key, most expensive first.", extensions=[GROUPS])
+    async def by_key(self, info: Info, first: int = GROUPS.default) -> list[KeyUsage]:
+        GROUPS.check(first)
         async with info.context.sessionmaker() as session:
-            page = await usage.by_key(session, self.scope, check_first(first))
+            page = await usage.by_key(session, self.scope, first)
         return [
             KeyUsage(key_id=strawberry.ID(g.key) if g.key else None, name=g.name, prefix=g.prefix,
                      revoked=g.revoked_at is not None, **UsageTotals.values(g.totals))  # type: ignore[arg-type]
             for g in page.items
         ]
 
-    @strawberry.field(description="Per endpoint, most expensive first.")
-    async def by_endpoint(self, info: Info, first: int = usage.DEFAULT_LIMIT) -> list[EndpointUsage]:
+    @strawberry.field(description="Per endpoint, most expensive first.", extensions=[GROUPS])
+    async def by_endpoint(self, info: Info, first: int = GROUPS.default) -> list[EndpointUsage]:
+        GROUPS.check(first)
         async with info.context.sessionmaker() as session:
-            page = await usage.by_endpoint(session, self.scope, check_first(first))
+            page = await usage.by_endpoint(session, self.scope, first)
         return [EndpointUsage(endpoint=g.key, **UsageTotals.values(g.totals))  # type: ignore[arg-type]
                 for g in page.items]
 
-    @strawberry.field(description="Request logs, newest first.")
-    async def logs(self, info: Info, first: int = 50, after: str | None = None) -> UsageLogConnection:
+    @strawberry.field(description="Request logs, newest first.", extensions=[LOGS])
+    async def logs(self, info: Info, first: int = LOGS.default, after: str | None = None) -> UsageLogConnection:
+        LOGS.check(first)
         cursor = usage.parse_id(after, usage.USAGE_ID, "after") if after is not None else None
         async with info.context.sessionmaker() as session:
-            page = await usage.logs(session, self.scope, check_first(first), cursor, after_name="after")
+            page = await usage.logs(session, self.scope, first, cursor, after_name="after")
         nodes = [UsageLog(row=r) for r in page.items]
         return UsageLogConnection(nodes=nodes, page_info=PageInfo(
             has_next_page=page.has_more, end_cursor=str(nodes[-1].id()) if nodes else None,

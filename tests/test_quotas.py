@@ -11,8 +11,8 @@ from datasources.errors import PlanRequired, QuotaExceeded
 from datasources.plans import RULES, Feature, PlanRules, Window, require
 
 T0 = datetime(2026, 5, 12, 14, 32, tzinfo=UTC)
-SMALL_DAY = PlanRules(Plan.FREE, 3, Window.ROLLING_DAY, frozenset(), 0)
-SMALL_MONTH = PlanRules(Plan.DEVELOPER, 2, Window.CALENDAR_MONTH, frozenset(), 30)
+SMALL_DAY = PlanRules(Plan.FREE, 3, Window.ROLLING_DAY, frozenset(), 0, 1000)
+SMALL_MONTH = PlanRules(Plan.DEVELOPER, 2, Window.CALENDAR_MONTH, frozenset(), 30, 1000)
 
 
 async def _admit(sessions, subject: str, rules: PlanRules, now: datetime) -> quotas.Admission:  # type: ignore[no-untyped-def]
@@ -56,7 +56,7 @@ async def test_enterprise_is_not_counted(sessions) -> None:  # type: ignore[no-u
 
 
 async def test_concurrent_requests_admit_exactly_the_limit(sessions) -> None:  # type: ignore[no-untyped-def]
-    rules = PlanRules(Plan.FREE, 20, Window.ROLLING_DAY, frozenset(), 0)
+    rules = PlanRules(Plan.FREE, 20, Window.ROLLING_DAY, frozenset(), 0, 1000)
 
     async def one() -> bool:
         try:

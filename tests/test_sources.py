@@ -201,7 +201,9 @@ async def test_openrouter_endpoints_source_public_shape(upstream, client, shared
     ).fetch(client)
     # Variants of one host at different prices are named after the provider's model id, which the
     # public shape does not carry: compare the hosts, models and prices.
-    key = lambda o: (o.provider, o.model.slug, o.input_per_1m, o.output_per_1m)
+    def key(o):  # type: ignore[no-untyped-def]
+        return (o.provider, o.model.slug, o.input_per_1m, o.output_per_1m)
+
     assert len(fetched) > 50
     assert sorted(map(key, fetched)) == sorted(map(key, frontend))
 

@@ -9,11 +9,11 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from datasources import prices
-from datasources.catalog import queries
-from datasources.db.models import Model, OfferStatus, Provider
+from datasources.db.models import OfferStatus
 from datasources.errors import NotFound
 from datasources.money import ONE_MILLION
 from datasources.plans import Feature
+from datasources.pricebook import ModelRow, ProviderRow
 from routing.rest.endpoint import Call, endpoint
 
 
@@ -21,7 +21,7 @@ def _per_token(per_1m: Any) -> str:
     return format((per_1m / ONE_MILLION).normalize(), "f")
 
 
-def model_entry(model: Model, rows: Sequence[prices.PriceRow], pinned: Provider | None = None) -> dict[str, Any]:
+def model_entry(model: ModelRow, rows: Sequence[prices.PriceRow], pinned: ProviderRow | None = None) -> dict[str, Any]:
     usable = [r for r in rows if r.offer.status is not OfferStatus.UNAVAILABLE]
     best = prices.cheapest([r.offer for r in usable])
     best_row = next((r for r in usable if best is not None and r.offer.id == best.id), None)
@@ -68,9 +68,9 @@ def model_entry(model: Model, rows: Sequence[prices.PriceRow], pinned: Provider 
 @endpoint
 async def list_models(call: Call) -> dict[str, Any]:
     await call.admit(Feature.MODELS)
-    async with call.sessionmaker() as session:
-        models = await queries.list_models(session, limit=None)
-        rows = await prices.current_prices(session)
+    catalog = call.catalog
+    models = catalog.models_sorted
+    rows = prices.current_prices(catalog)
     by_model: dict[int, list[prices.PriceRow]] = defaultdict(list)
     for row in rows:
         by_model[row.model.id].append(row)
@@ -82,9 +82,9 @@ async def retrieve_model(call: Call) -> dict[str, Any]:
     """`/v1/models/{id}`: a bare slug, or `provider/model` for one provider's offer of it."""
     model_id: str = call.request.path_params["model_id"]
     await call.admit(Feature.MODELS)
-    async with call.sessionmaker() as session:
-        model, provider = await prices.find_model_ref(session, model_id)
-        rows = await prices.current_prices(session, model, provider)
+    catalog = call.catalog
+    model, provider = catalog.find_model_ref(model_id)
+    rows = prices.current_prices(catalog, model, provider)
     if provider is not None and not rows:
         raise NotFound(f"provider {provider.slug} does not offer {model.slug}")
     return model_entry(model, rows, provider)

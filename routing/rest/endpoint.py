@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from datasources import errors
 from datasources.plans import Feature
+from datasources.pricebook import Catalog
 from datasources.quotas import Admission
 from routing import limits
 from routing.auth import Principal, authenticate
@@ -53,6 +54,11 @@ class Call:
     principal: Principal
     sessionmaker: async_sessionmaker[AsyncSession]
     admission: Admission | None = field(default=None)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The price book's current snapshot."""
+        return self.request.app.state.book.catalog
 
     async def admit(self, feature: Feature | None, history_days: int | None = None) -> None:
         """Count the request against the plan's quota; `feature=None` gates on no plan feature."""

@@ -12,10 +12,10 @@ from starlette.routing import BaseRoute, Route
 
 from datasources import prices
 from datasources.candles import Candle, Interval, candles_for_offer
-from datasources.catalog import queries
-from datasources.db.models import Model, Provider
+from datasources.db.models import OfferStatus
 from datasources.errors import BadInput
 from datasources.plans import Feature
+from datasources.pricebook import Catalog, ModelRow, ProviderRow
 from routing.rest.endpoint import JSON, Call, endpoint
 from routing.rest.openapi import document
 
@@ -55,10 +55,10 @@ def price_object(row: prices.PriceRow) -> dict[str, Any]:
 async def get_prices(call: Call) -> dict[str, Any]:
     model_text, provider_text = call.text("model"), call.text("provider")
     await call.admit(Feature.PRICES)
-    async with call.sessionmaker() as session:
-        model = await prices.find_model(session, model_text) if model_text else None
-        provider = await prices.find_provider(session, provider_text) if provider_text else None
-        rows = await prices.current_prices(session, model, provider)
+    catalog = call.catalog
+    model = catalog.find_model(model_text) if model_text else None
+    provider = catalog.find_provider(provider_text) if provider_text else None
+    rows = prices.current_prices(catalog, model, provider)
     return {
         "model": model.slug if model else None,
         "updated_at": iso(max((r.offer.confirmed_at for r in rows), default=None)),
@@ -92,10 +92,11 @@ async def get_history(call: Call) -> dict[str, Any]:
     else:
         await call.admit(Feature.HISTORY, history_days=days)
     assert model_text is not None and provider_text is not None
+    catalog = call.catalog
+    model = catalog.find_model(model_text)
+    provider = catalog.find_provider(provider_text)
+    offer = prices.pair_offer(catalog, model, provider, variant)
     async with call.sessionmaker() as session:
-        model = await prices.find_model(session, model_text)
-        provider = await prices.find_provider(session, provider_text)
-        offer = await prices.pair_offer(session, model, provider, variant)
         candles = await candles_for_offer(session, offer.id, days, interval)
     return {
         "model": model.slug,
@@ -117,10 +118,10 @@ async def get_compare(call: Call) -> dict[str, Any]:
         raise BadInput(f"invalid parameter models: at most {prices.MAX_COMPARE} models, got {len(names)}")
     provider_text = call.text("provider")
     await call.admit(Feature.COMPARE)
-    async with call.sessionmaker() as session:
-        models = [await prices.find_model(session, name) for name in names]
-        provider = await prices.find_provider(session, provider_text) if provider_text else None
-        rows = await prices.compare(session, models, provider)
+    catalog = call.catalog
+    models = [catalog.find_model(name) for name in names]
+    provider = catalog.find_provider(provider_text) if provider_text else None
+    rows = prices.compare(catalog, models, provider)
     return {
         "updated_at": iso(max((r.updated_at for r in rows if r.updated_at), default=None)),
         "models": [
@@ -137,7 +138,7 @@ async def get_compare(call: Call) -> dict[str, Any]:
     }
 
 
-def model_object(model: Model, provider_count: int) -> dict[str, Any]:
+def model_object(model: ModelRow, provider_count: int) -> dict[str, Any]:
     return {
         "slug": model.slug,
         "display_name": model.display_name,
@@ -153,13 +154,10 @@ def model_object(model: Model, provider_count: int) -> dict[str, Any]:
 async def get_models(call: Call) -> dict[str, Any]:
     family, provider_text = call.text("family"), call.text("provider")
     await call.admit(Feature.MODELS)
-    async with call.sessionmaker() as session:
-        provider = await prices.find_provider(session, provider_text) if provider_text else None
-        models = await queries.list_models(
-            session, family=family, provider=provider.slug if provider else None, limit=None
-        )
-        counts = await queries.provider_counts(session)
-    return {"models": [model_object(m, counts.get(m.id, 0)) for m in models]}
+    catalog = call.catalog
+    provider = catalog.find_provider(provider_text) if provider_text else None
+    models = catalog.list_models(family=family, provider=provider.slug if provider else None)
+    return {"models": [model_object(m, catalog.provider_count(m.id)) for m in models]}
 
 
 def provider_status(live: int, total: int) -> str:
@@ -168,8 +166,10 @@ def provider_status(live: int, total: int) -> str:
     return "degraded" if total else "unavailable"
 
 
-def provider_object(provider: Provider, activity: tuple[int, int, int]) -> dict[str, Any]:
-    models, live, total = activity
+def provider_object(catalog: Catalog, provider: ProviderRow) -> dict[str, Any]:
+    offers = catalog.provider_offers(provider.id)
+    models = len({o.model_id for o in offers})
+    live, total = sum(o.status is OfferStatus.LIVE for o in offers), len(offers)
     return {
         "slug": provider.slug,
         "name": provider.name,
@@ -182,10 +182,8 @@ def provider_object(provider: Provider, activity: tuple[int, int, int]) -> dict[
 @endpoint
 async def get_providers(call: Call) -> dict[str, Any]:
     await call.admit(Feature.PROVIDERS)
-    async with call.sessionmaker() as session:
-        providers = await queries.list_providers(session)
-        activity = await queries.provider_activity(session)
-    return {"providers": [provider_object(p, activity.get(p.id, (0, 0, 0))) for p in providers]}
+    catalog = call.catalog
+    return {"providers": [provider_object(catalog, p) for p in catalog.providers_offering]}
 
 
 async def openapi(request: Request) -> Response:

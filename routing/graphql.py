@@ -1,0 +1,105 @@
+"""`/graphql` over HTTP and websockets: the caller, and answers and requests kept within their caps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types.execution import ExecutionResult
+
+from datasources.errors import DomainError
+from routing import websocket
+from routing.auth import authenticate
+from routing.encoding import TooLarge, encode
+from schema.context import Context
+from schema.limits import GraphQLLimits
+from schema.pacing import Pacer
+
+
+class _Encoded(dict):  # type: ignore[type-arg]
+    """An answer already written as JSON (by `routing.encoding`), handed to `encode_json` as it is."""
+
+    body: bytes
+
+
+class RequestTooLarge(Exception):
+    pass
+
+
+def too_large_answer(error: TooLarge) -> dict[str, Any]:
+    return {"data": None, "errors": [{"message": str(error), "extensions": {"code": "RESPONSE_TOO_LARGE"}}]}
+
+
+async def encode_answer(answer: dict[str, Any], pacer: Pacer, limits: GraphQLLimits) -> bytes:
+    try:
+        return await encode(answer, pacer, limits.response_bytes)
+    except TooLarge as error:
+        return await encode(too_large_answer(error), pacer, limits.response_bytes)
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise RequestTooLarge
+        return message
+
+    return capped
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    websocket_adapter_class = websocket.WebSocketAdapter  # type: ignore[assignment]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            limit = scope["app"].state.graphql_limits.request_bytes
+            declared = dict(scope["headers"]).get(b"content-length", b"0")
+            try:
+                if not declared.isdigit() or int(declared) > limit:
+                    raise RequestTooLarge
+                await super().__call__(scope, _capped(receive, limit), send)
+            except RequestTooLarge:
+                message = f"the request body is larger than {limit:,} bytes"
+                error = {"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}
+                await JSONResponse({"errors": [error]}, status_code=413)(scope, receive, send)
+            return
+        if scope["type"] != "websocket":
+            return await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            websocket.release(WebSocket(scope, receive, send))
+
+    async def on_ws_connect(self, context: Context) -> None:
+        await websocket.connect(context)
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
+        client = request.client.host if request.client else "unknown"
+        try:
+            context.principal = await authenticate(
+                context.sessionmaker, request.headers.get("authorization"), client
+            )
+        except DomainError as exc:
+            context.auth_error = exc
+        return context
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        answer = await super().process_result(request, result)
+        encoded = _Encoded(answer)
+        encoded.body = await encode_answer(dict(answer), request.app.state.pacer, request.app.state.graphql_limits)
+        return encoded  # type: ignore[return-value]
+
+    def encode_json(self, data: object) -> str | bytes:
+        if isinstance(data, _Encoded):
+            return data.body
+        return super().encode_json(data)
