@@ -9,11 +9,12 @@ cap and raises `TooLarge`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
-from schema.pacing import Pacer
+from schema.pacing import LARGE, Pacer
 
 SMALL = 20_000  # estimated values below which one json.dumps is quick (a few milliseconds)
 PIECE = 2_000  # values written by one json.dumps call when an answer is written piece by piece
@@ -47,7 +48,8 @@ async def encode(value: Any, pacer: Pacer, limit: int) -> bytes:
         return text.encode()
     parts: list[str] = []
     size = 0
-    with pacer.running():
+    large = pacer.large() if estimate is None or estimate > LARGE else contextlib.nullcontext()
+    with pacer.running(), large:
         for piece in _pieces(value):
             parts.append(piece)
             size += len(piece)

@@ -18,7 +18,7 @@ from routing.auth import authenticate
 from routing.encoding import TooLarge, encode
 from schema.context import Context
 from schema.limits import GraphQLLimits
-from schema.pacing import Pacer
+from schema.pacing import LARGE_ANSWERS, Pacer
 
 
 class _Encoded(dict):  # type: ignore[type-arg]
@@ -66,7 +66,11 @@ class GraphQLApp(GraphQL[Context, None]):
             try:
                 if not declared.isdigit() or int(declared) > limit:
                     raise RequestTooLarge
-                await super().__call__(scope, _capped(receive, limit), send)
+                try:
+                    await super().__call__(scope, _capped(receive, limit), send)
+                finally:
+                    for pacer in scope.pop(LARGE_ANSWERS, ()):  # the answer is out: its objects are gone
+                        pacer.leave_large()
             except RequestTooLarge:
                 message = f"the request body is larger than {limit:,} bytes"
                 error = {"message": message, "extensions": {"code": "REQUEST_TOO_LARGE"}}
@@ -95,8 +99,10 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         answer = await super().process_result(request, result)
-        encoded = _Encoded(answer)
-        encoded.body = await encode_answer(dict(answer), request.app.state.pacer, request.app.state.graphql_limits)
+        body = await encode_answer(dict(answer), request.app.state.pacer, request.app.state.graphql_limits)
+        result.data = answer = None  # type: ignore[assignment] # the text is all that is needed from here on
+        encoded = _Encoded()
+        encoded.body = body
         return encoded  # type: ignore[return-value]
 
     def encode_json(self, data: object) -> str | bytes:

@@ -170,8 +170,8 @@ class _Estimate:
             name = field.name.value
             children = _CHILDREN.get(name)
             found = children(self.schema, value) if children is not None else None
-            if isinstance(found, list):
-                total += 1 + sum(1 + self.introspect(field.selection_set, item) for item in found)
+            if isinstance(found, list):  # as everywhere, each item counts and an empty list counts one
+                total += max(1, sum(1 + self.introspect(field.selection_set, item) for item in found))
             elif found is not None:
                 total += 1 + self.introspect(field.selection_set, found)
             else:

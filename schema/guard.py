@@ -9,12 +9,15 @@ as `INTERNAL_SERVER_ERROR` without details. Unauthenticated callers get no field
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
+from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
@@ -25,6 +28,7 @@ from datasources.plans import PlanRules
 from datasources.quotas import Admission
 from routing import limits
 from schema import cost
+from schema.pacing import LARGE, LARGE_ANSWERS
 
 log = logging.getLogger("pricegraph.graphql")
 REFUSALS = {"PAYMENT_REQUIRED", "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "QUERY_TOO_COMPLEX"}
@@ -89,9 +93,16 @@ class Guard(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context.context
+        with contextlib.ExitStack() as stack:
+            await self._admit(context, stack)
+            yield
+
+    async def _admit(self, context: Any, stack: contextlib.ExitStack) -> None:
         response = context.response if isinstance(context.response, Response) else None
         try:
             self._bound(context.caller.rules)
+            if self.cost is not None and self.cost.estimate > LARGE and not self.cost.exceeded:
+                self._large(context, stack)
             self.admission = admission = await limits.admit(context.sessionmaker, context.caller)
             if response is not None:
                 response.headers.update(limits.rate_limit_headers(admission))
@@ -104,7 +115,16 @@ class Guard(SchemaExtension):
             if isinstance(exc, QuotaExceeded) and response is not None:
                 response.status_code = 429
                 response.headers.update(limits.refusal_headers(exc))
-        yield
+
+    @staticmethod
+    def _large(context: Any, stack: contextlib.ExitStack) -> None:
+        """Pause the collector's passes while this answer is built, and over HTTP until it is sent."""
+        pacer = context.pacer
+        pacer.enter_large()
+        if isinstance(context.request, Request):
+            context.request.scope.setdefault(LARGE_ANSWERS, []).append(pacer)
+        else:
+            stack.callback(pacer.leave_large)
 
     def _bound(self, rules: PlanRules) -> None:
         execution = self.execution_context
