@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 import httpx
@@ -30,6 +31,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from datasources import accounts
 from datasources.catalog.entries import CatalogFormatError
 from datasources.catalog.importer import FORMATS, ensure_seed, import_file
+from datasources.credit import CreditBook
 from datasources.db import migrate
 from datasources.db.engine import (
     DatabaseURLError,
@@ -39,11 +41,16 @@ from datasources.db.engine import (
 )
 from datasources.db.health import DatabaseProbe
 from datasources.errors import DomainError
-from datasources.events import create_broker
+from datasources.events import PostgresBroker, create_broker
+from datasources.instances import Instance
+from datasources.keytable import KeyTable
 from datasources.pricebook import PriceBook
+from datasources.quotas import QuotaBook
+from datasources.recorder import Recorder
 from datasources.sources.config import SourceConfigError, SourcesConfig
-from datasources.sources.leader import create_leader
+from datasources.sources.leader import SWEEP_LOCK, create_leader
 from datasources.sources.poller import Pollers
+from datasources.sweeper import Sweeper
 from routing import websocket
 from routing.gateway.app import install as install_gateway
 from routing.gateway.providers import ProvidersFileError
@@ -67,10 +74,22 @@ class Settings:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     graphql: GraphQLLimits = field(default_factory=GraphQLLimits)
     catalog_check_seconds: float = 5.0  # how often the price book looks for changes it had no event for
+    lease_ttl: float = field(default_factory=lambda: _seconds("LEASE_TTL", 30.0))  # credit leases and instances
 
     @classmethod
     def from_env(cls, url: str | None = None) -> Settings:
         return cls(database_url=database_url(url), sources=SourcesConfig.from_env(), graphql=GraphQLLimits.from_env())
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise LimitsConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise LimitsConfigError(f"{name}: must be above 0, got {raw!r}")
+    return value
 
 
 def schema_sdl() -> str:
@@ -105,51 +124,55 @@ async def prepare_database(engine: AsyncEngine, settings: Settings) -> None:
                      result.offers_created, result.models_created, result.providers_created)
 
 
+class _Component(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Component)
+
+
+async def _started(stack: contextlib.AsyncExitStack, component: C) -> C:
+    await component.start()
+    stack.push_async_callback(component.stop)
+    return component
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        broker = create_broker(settings.database_url)
-        client = httpx.AsyncClient(headers={"user-agent": "pricegraph"})
-        pollers: Pollers | None = None
-        book: PriceBook | None = None
-        probe: DatabaseProbe | None = None
-        try:
+        url = settings.database_url
+        engine = create_engine(url)
+        broker = create_broker(url)
+        async with contextlib.AsyncExitStack() as stack:  # stopped in the reverse order of starting
+            stack.push_async_callback(engine.dispose)
             await prepare_database(engine, settings)
-            await broker.start()
-            app.state.engine = engine
-            app.state.sessionmaker = sessionmaker(engine)
-            app.state.broker = broker
-            book = PriceBook(app.state.sessionmaker, broker, settings.catalog_check_seconds)
-            await book.start()
-            app.state.book = book
-            probe = DatabaseProbe(engine)
-            await probe.start()
-            app.state.database_probe = probe
+            await _started(stack, broker)
+            sessions = sessionmaker(engine)
+            app.state.engine, app.state.sessionmaker, app.state.broker = engine, sessions, broker
+            app.state.book = await _started(stack, PriceBook(sessions, broker, settings.catalog_check_seconds))
+            app.state.keys = keys = await _started(stack, KeyTable(sessions, broker))
+            app.state.quotas = await _started(stack, QuotaBook(sessions))
+            app.state.instance = instance = await _started(stack, Instance(sessions, settings.lease_ttl))
+            app.state.credit = credit = await _started(stack, CreditBook(sessions, instance))
+            app.state.recorder = await _started(stack, Recorder(sessions, broker, credit, instance.id))
+            app.state.sweeper = await _started(stack, Sweeper(sessions, broker, create_leader(url, SWEEP_LOCK)))
+            app.state.database_probe = await _started(stack, DatabaseProbe(engine))
             app.state.ws_limits = ws_limits
-            app.state.ws_connections = websocket.Connections(ws_limits.connections_per_subject)
-            pollers = Pollers(app.state.sessionmaker, broker, client, settings.sources.build(),
-                              leader=create_leader(settings.database_url))
-            await pollers.start()
-            app.state.pollers = pollers
+            app.state.ws_connections = connections = websocket.Connections(ws_limits.connections_per_subject)
+            keys.on_revoked(connections.revoked)
+            client = httpx.AsyncClient(headers={"user-agent": "pricegraph"})
+            stack.push_async_callback(client.aclose)
+            app.state.pollers = await _started(stack, Pollers(sessions, broker, client, settings.sources.build(),
+                                                              leader=create_leader(url)))
             # What start-up loaded (modules, the schema, the price book) lives as long as the process:
             # keep it out of the collector's full passes, which would otherwise pause the loop for
             # tens of milliseconds whenever a large answer is being built.
             gc.collect()
             gc.freeze()
             yield
-        finally:
-            if probe is not None:
-                await probe.stop()
-            if pollers is not None:
-                await pollers.stop()
-            if book is not None:
-                await book.stop()
-            await client.aclose()
-            await broker.stop()
-            await engine.dispose()
 
     ws_limits = websocket.Limits()
     graphql = GraphQLApp(
@@ -284,6 +307,13 @@ def import_command(path: Path, fmt: str) -> None:
     )
 
 
+def _announcer() -> PostgresBroker | None:
+    """On PostgreSQL what a command changes is announced to every server's listeners (NOTIFY in its
+    transaction); on SQLite there is no broker to reach another process (servers notice within a second)."""
+    url = _settings().database_url
+    return PostgresBroker(url) if url.get_backend_name() == "postgresql" else None
+
+
 @cli.group("accounts")
 def accounts_group() -> None:
     """Accounts and plans."""
@@ -306,9 +336,11 @@ def accounts_create(plan: str, credit: str, name: str) -> None:
     except InvalidOperation:
         raise click.BadParameter(f"{credit!r} is not a non-negative USD amount", param_hint="--credit") from None
 
+    broker = _announcer()
+
     async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
         async with sessions() as session, session.begin():
-            return await accounts.create_account(session, parsed_plan, amount, name)
+            return await accounts.create_account(session, parsed_plan, amount, name, broker)
 
     account, issued = _run(main)
     click.echo(f"account {account.id} ({account.plan.value}), balance {account.balance:f} USD")
@@ -325,16 +357,12 @@ def accounts_create(plan: str, credit: str, name: str) -> None:
 def accounts_credit(account_id: int, amount: str, idempotency_key: str, description: str) -> None:
     """Add USD to an account's balance: one ledger row per idempotency key."""
     from datasources import usage
-    from datasources.events import PostgresBroker
 
     try:
         parsed = usage.parse_amount(amount)
     except DomainError as exc:
         raise click.BadParameter(str(exc), param_hint="--amount") from None
-    url = _settings().database_url
-    # On PostgreSQL the credit is announced to every server's listeners (NOTIFY in its transaction);
-    # on SQLite there is no other process to tell.
-    broker = PostgresBroker(url) if url.get_backend_name() == "postgresql" else None
+    broker = _announcer()
 
     async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
         async with sessions() as session, session.begin():
@@ -358,10 +386,11 @@ def keys_group() -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke an API key by its id (key_...); requests with it are refused from then on."""
+    broker = _announcer()
 
     async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
         async with sessions() as session, session.begin():
-            return await accounts.revoke_key(session, key_id)
+            return await accounts.revoke_key(session, key_id, broker=broker)
 
     key = _run(main)
     click.echo(f"revoked {key.id} ({key.prefix}...) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from datasources import ledger
 from datasources.db.models import Account, ApiKey, Plan
 from datasources.errors import BadInput, NotFound
+from datasources.events import Broker, KeyChanged
 
 KEY_PREFIX = "cxm_"
 DISPLAY_PREFIX_LENGTH = 12
@@ -38,7 +39,7 @@ def hash_secret(secret: str) -> str:
 
 
 async def create_account(
-    session: AsyncSession, plan: Plan, credit: Decimal = Decimal(0), name: str = ""
+    session: AsyncSession, plan: Plan, credit: Decimal = Decimal(0), name: str = "", broker: Broker | None = None
 ) -> tuple[Account, IssuedKey]:
     if credit < 0:
         raise BadInput(f"credit must not be negative, got {credit}")
@@ -47,12 +48,14 @@ async def create_account(
     await session.flush()
     if credit > 0:
         await ledger.credit(session, account.id, credit, "initial credit")
-    issued = await create_key(session, account.id, name="default")
+    issued = await create_key(session, account.id, name="default", broker=broker)
     await session.refresh(account)
     return account, issued
 
 
-async def create_key(session: AsyncSession, account_id: int, name: str = "") -> IssuedKey:
+async def create_key(
+    session: AsyncSession, account_id: int, name: str = "", broker: Broker | None = None
+) -> IssuedKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id="key_" + secrets.token_hex(8),
@@ -63,11 +66,17 @@ async def create_key(session: AsyncSession, account_id: int, name: str = "") -> 
     )
     session.add(key)
     await session.flush()
+    if broker is not None:
+        plan = (await session.execute(select(Account.plan).where(Account.id == account_id))).scalar_one()
+        await broker.publish(session, [KeyChanged(account_id, key.id, Plan(plan).value, key.secret_hash)])
     return IssuedKey(key=key, secret=secret)
 
 
-async def revoke_key(session: AsyncSession, key_id: str, account_id: int | None = None) -> ApiKey:
-    """Revoke a key; with `account_id`, only that account's own key."""
+async def revoke_key(
+    session: AsyncSession, key_id: str, account_id: int | None = None, broker: Broker | None = None
+) -> ApiKey:
+    """Revoke a key; with `account_id`, only that account's own key. With a broker, every process hears
+    of it once this commits (without one, within the key table's check interval)."""
     key = await session.get(ApiKey, key_id)
     if key is None or (account_id is not None and key.account_id != account_id):
         raise NotFound(f"API key {key_id!r} not found")
@@ -76,6 +85,10 @@ async def revoke_key(session: AsyncSession, key_id: str, account_id: int | None 
             update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
         )
         await session.refresh(key)
+        if broker is not None:
+            plan = (await session.execute(select(Account.plan).where(Account.id == key.account_id))).scalar_one()
+            await broker.publish(session, [KeyChanged(key.account_id, key.id, Plan(plan).value, key.secret_hash,
+                                                      revoked=True)])
     return key
 
 
@@ -102,8 +115,10 @@ async def get_account(session: AsyncSession, account_id: int) -> Account:
     return account
 
 
-async def set_plan(session: AsyncSession, account_id: int, plan: Plan) -> Account:
+async def set_plan(session: AsyncSession, account_id: int, plan: Plan, broker: Broker | None = None) -> Account:
     account = await get_account(session, account_id)
     await session.execute(update(Account).where(Account.id == account_id).values(plan=plan))
     await session.refresh(account)
+    if broker is not None:
+        await broker.publish(session, [KeyChanged(account_id, None, plan.value)])
     return account

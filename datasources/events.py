@@ -107,9 +107,22 @@ class BalanceChanged:
     created_at: datetime
 
 
-Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged
+@dataclass(frozen=True)
+class KeyChanged:
+    """An API key created (with its hash, never its secret) or revoked, or (no key) an account's plan
+    changed: every process updates who its keys stand for."""
+
+    account_id: int
+    key_id: str | None
+    plan: str
+    secret_hash: str | None = None
+    revoked: bool = False
+
+
+Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged | KeyChanged
 KINDS: dict[str, type[Event]] = {  # type: ignore[valid-type]
     "price": PriceChanged, "status": StatusChanged, "usage": UsageRecorded, "balance": BalanceChanged,
+    "key": KeyChanged,
 }
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 

@@ -61,7 +61,8 @@ async def create_account(info: Info, plan: Plan, credit: Decimal = Decimal(0), n
     if not credit.is_finite() or credit < 0:
         raise BadInput(f"credit: must be a non-negative USD amount, got {credit}")
     async with info.context.sessionmaker() as session, session.begin():
-        account, issued = await accounts.create_account(session, DbPlan(plan.value), credit, name)
+        account, issued = await accounts.create_account(session, DbPlan(plan.value), credit, name,
+                                                        info.context.broker)
     return CreatedAccount(account=Account(row=account), key=ApiKey(row=issued.key), secret=issued.secret)
 
 
@@ -72,4 +73,4 @@ async def set_plan(info: Info, account_id: strawberry.ID, plan: Plan) -> Account
     except ValueError:
         raise BadInput(f"accountId: {account_id!r} is not an account id") from None
     async with info.context.sessionmaker() as session, session.begin():
-        return Account(row=await accounts.set_plan(session, numeric_id, DbPlan(plan.value)))
+        return Account(row=await accounts.set_plan(session, numeric_id, DbPlan(plan.value), info.context.broker))

@@ -29,7 +29,7 @@ async def _still_authorized(context: Context) -> bool:
         return True
     ws = context.request
     try:
-        await authenticate(context.sessionmaker, context.authorization, ws.client.host if ws.client else "unknown")
+        await authenticate(context.keys, context.authorization, ws.client.host if ws.client else "unknown")
     except DomainError:
         return False
     return True

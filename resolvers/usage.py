@@ -29,12 +29,14 @@ from schema.usage import (
 
 async def balance(info: Info) -> Balance | None:
     account_id = info.context.caller.require_account()
+    await info.context.recorder.caught_up(account_id)
     async with info.context.sessionmaker() as session:
         return Balance.of(await usage.balance(session, account_id))
 
 
 async def usage_of_account(info: Info, filter: UsageFilter | None = None) -> Usage | None:  # noqa: A002
     account_id = info.context.caller.require_account()
+    await info.context.recorder.caught_up(account_id)
     asked = (filter or UsageFilter()).to_filter()
     async with info.context.sessionmaker() as session:
         return Usage(scope=await usage.resolve(session, account_id, asked, names=GRAPHQL_NAMES))
@@ -45,6 +47,7 @@ async def billing_history(
 ) -> BalanceTransactionConnection | None:
     account_id = info.context.caller.require_account()
     LOGS.check(first)
+    await info.context.recorder.caught_up(account_id)
     cursor = usage.parse_id(after, usage.TRANSACTION_ID, "after") if after is not None else None
     async with info.context.sessionmaker() as session:
         page = await usage.billing_history(session, account_id, first, cursor, after_name="after")

@@ -6,12 +6,10 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from datasources.accounts import KEY_PREFIX, hash_secret
-from datasources.db.models import Account, ApiKey, Plan
+from datasources.db.models import Plan
 from datasources.errors import Forbidden, Unauthenticated
+from datasources.keytable import KeyTable
 from datasources.plans import RULES, PlanRules
 
 ADMIN_TOKEN_ENV = "ADMIN_TOKEN"
@@ -61,10 +59,9 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-async def authenticate(
-    sessionmaker: async_sessionmaker[AsyncSession], authorization: str | None, client_ip: str
-) -> Principal:
-    """The caller behind an Authorization header value; no header is a keyless (free) caller."""
+async def authenticate(keys: KeyTable, authorization: str | None, client_ip: str) -> Principal:
+    """The caller behind an Authorization header value; no header is a keyless (free) caller. Keys are
+    read from the in-memory key table (`datasources.keytable`)."""
     token = bearer_token(authorization)
     if token is None:
         return Principal(plan=Plan.FREE, client_ip=client_ip)
@@ -73,13 +70,7 @@ async def authenticate(
         return Principal(plan=Plan.ENTERPRISE, client_ip=client_ip, is_admin=True)
     if not token.startswith(KEY_PREFIX):
         raise Unauthenticated("invalid API key")
-    digest = hash_secret(token)
-    async with sessionmaker() as session:
-        row = (await session.execute(
-            select(ApiKey.id, ApiKey.secret_hash, ApiKey.account_id, Account.plan)
-            .join(Account, Account.id == ApiKey.account_id)
-            .where(ApiKey.secret_hash == digest, ApiKey.revoked_at.is_(None))
-        )).one_or_none()
-    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+    entry = await keys.find(hash_secret(token))
+    if entry is None:
         raise Unauthenticated("invalid or revoked API key")
-    return Principal(plan=row.plan, client_ip=client_ip, account_id=row.account_id, key_id=row.id)
+    return Principal(plan=entry.plan, client_ip=client_ip, account_id=entry.account_id, key_id=entry.key_id)

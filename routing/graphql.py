@@ -90,9 +90,7 @@ class GraphQLApp(GraphQL[Context, None]):
         context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
         client = request.client.host if request.client else "unknown"
         try:
-            context.principal = await authenticate(
-                context.sessionmaker, request.headers.get("authorization"), client
-            )
+            context.principal = await authenticate(request.app.state.keys, request.headers.get("authorization"), client)
         except DomainError as exc:
             context.auth_error = exc
         return context

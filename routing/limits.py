@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from datasources import quotas
 from datasources.errors import QuotaExceeded
 from datasources.plans import Feature, require
@@ -11,20 +9,18 @@ from routing.auth import Principal
 
 
 async def admit(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    book: quotas.QuotaBook,
     principal: Principal,
     feature: Feature | None = None,
     history_days: int | None = None,
 ) -> quotas.Admission:
     if feature is not None:
         require(principal.rules, feature, history_days)
-    async with sessionmaker() as session:
-        return await quotas.admit(session, principal.subject, principal.rules)
+    return await book.admit(principal.subject, principal.rules)
 
 
-async def refund(sessionmaker: async_sessionmaker[AsyncSession], admission: quotas.Admission) -> quotas.Admission:
-    async with sessionmaker() as session:
-        return await quotas.refund(session, admission)
+def refund(book: quotas.QuotaBook, admission: quotas.Admission) -> quotas.Admission:
+    return book.refund(admission)
 
 
 def rate_limit_headers(admission: quotas.Admission) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from collections.abc import AsyncGenerator
@@ -43,11 +44,14 @@ class Limits:
 
 
 class Connections:
-    """Open websocket connections per subject (an account, or a keyless client address), in this process."""
+    """Open websocket connections per subject (an account, or a keyless client address), in this process,
+    and which API key each authenticated with: a revoked key's connections close at once (4403)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open: Counter[str] = Counter()
+        self.by_key: dict[str, set[WebSocket]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def admit(self, subject: str) -> bool:
         if self.open[subject] >= self.limit:
@@ -59,6 +63,25 @@ class Connections:
         self.open[subject] -= 1
         if self.open[subject] <= 0:
             del self.open[subject]
+
+    def track(self, key_id: str, ws: WebSocket) -> None:
+        self.by_key.setdefault(key_id, set()).add(ws)
+
+    def untrack(self, key_id: str, ws: WebSocket) -> None:
+        sockets = self.by_key.get(key_id)
+        if sockets is not None:
+            sockets.discard(ws)
+            if not sockets:
+                del self.by_key[key_id]
+
+    def revoked(self, key_ids: set[str]) -> None:
+        """The key table's callback: close every connection opened with one of these keys."""
+        loop = asyncio.get_running_loop()
+        for key_id in key_ids:
+            for ws in self.by_key.pop(key_id, set()):
+                task = loop.create_task(close(ws, CLOSE_UNAUTHENTICATED, "the API key was revoked"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
 
 class WebSocketAdapter(ASGIWebSocketAdapter):
@@ -125,7 +148,7 @@ async def connect(context) -> None:  # type: ignore[no-untyped-def]
     header = init_authorization(context.connection_params) or ws.headers.get("authorization")
     client = ws.client.host if ws.client else "unknown"
     try:
-        principal: Principal = await authenticate(context.sessionmaker, header, client)
+        principal: Principal = await authenticate(ws.app.state.keys, header, client)
     except DomainError as exc:
         await close(ws, CLOSE_UNAUTHENTICATED, str(exc))
         raise ConnectionRejectionError({"message": str(exc)}) from None
@@ -137,6 +160,9 @@ async def connect(context) -> None:  # type: ignore[no-untyped-def]
     context.principal, context.auth_error = principal, None
     context.authorization = header
     ws.state.connection_slot = principal.subject
+    if principal.key_id is not None:
+        connections.track(principal.key_id, ws)
+        ws.state.tracked = (principal.key_id, ws)
 
 
 def release(ws: WebSocket) -> None:
@@ -145,3 +171,7 @@ def release(ws: WebSocket) -> None:
     if subject is not None:
         ws.app.state.ws_connections.release(subject)
         ws.state.connection_slot = None
+    tracked = getattr(ws.state, "tracked", None)  # the state is the scope's: shared by every wrapper of it
+    if tracked is not None:
+        ws.app.state.ws_connections.untrack(*tracked)
+        ws.state.tracked = None

@@ -10,7 +10,10 @@ from strawberry.types import Info as StrawberryInfo
 
 from datasources.errors import DomainError
 from datasources.events import MemoryBroker
+from datasources.keytable import KeyTable
 from datasources.pricebook import Catalog, PriceBook
+from datasources.quotas import QuotaBook
+from datasources.recorder import Recorder
 from resolvers.loaders import Loaders, build_loaders
 from routing.auth import Principal
 
@@ -45,6 +48,18 @@ class Context:
     def catalog(self) -> Catalog:
         """The price book's current snapshot; each root field reads one snapshot throughout."""
         return self.book.catalog
+
+    @property
+    def quotas(self) -> QuotaBook:
+        return self.request.app.state.quotas
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.request.app.state.recorder
+
+    @property
+    def keys(self) -> KeyTable:
+        return self.request.app.state.keys
 
     @property
     def pacer(self) -> Pacer:

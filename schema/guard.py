@@ -103,7 +103,7 @@ class Guard(SchemaExtension):
             self._bound(context.caller.rules)
             if self.cost is not None and self.cost.estimate > LARGE and not self.cost.exceeded:
                 self._large(context, stack)
-            self.admission = admission = await limits.admit(context.sessionmaker, context.caller)
+            self.admission = admission = await limits.admit(context.quotas, context.caller)
             if response is not None:
                 response.headers.update(limits.rate_limit_headers(admission))
         except DomainError as exc:
@@ -149,7 +149,7 @@ class Guard(SchemaExtension):
         self._code(result)
         if self.admission is not None and _refused(result):
             context = self.execution_context.context
-            self.admission = await limits.refund(context.sessionmaker, self.admission)
+            self.admission = limits.refund(context.quotas, self.admission)
             if isinstance(context.response, Response):
                 context.response.headers.update(limits.rate_limit_headers(self.admission))
 

@@ -10,7 +10,7 @@ from tests.conftest import BACKENDS, Databases
 
 TABLES = {
     "providers", "models", "offers", "price_ticks", "accounts", "api_keys", "usage_records",
-    "balance_transactions", "request_counters", "price_sources",
+    "balance_transactions", "request_counters", "price_sources", "server_instances", "credit_leases",
 }
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from datasources import quotas
+from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Plan
 from datasources.errors import PlanRequired, QuotaExceeded
 from datasources.plans import RULES, Feature, PlanRules, Window, require
@@ -16,8 +17,11 @@ SMALL_MONTH = PlanRules(Plan.DEVELOPER, 2, Window.CALENDAR_MONTH, frozenset(), 3
 
 
 async def _admit(sessions, subject: str, rules: PlanRules, now: datetime) -> quotas.Admission:  # type: ignore[no-untyped-def]
-    async with sessions() as session:
-        return await quotas.admit(session, subject, rules, now)
+    book = quotas.QuotaBook(sessions)
+    try:
+        return await book.admit(subject, rules, now)
+    finally:
+        await book.stop()  # what it leased and did not spend goes back
 
 
 async def test_rolling_day_counts_the_last_24_hours(sessions) -> None:  # type: ignore[no-untyped-def]
@@ -55,18 +59,58 @@ async def test_enterprise_is_not_counted(sessions) -> None:  # type: ignore[no-u
         assert await _admit(sessions, "account:9", RULES[Plan.ENTERPRISE], T0) == quotas.UNLIMITED
 
 
-async def test_concurrent_requests_admit_exactly_the_limit(sessions) -> None:  # type: ignore[no-untyped-def]
-    rules = PlanRules(Plan.FREE, 20, Window.ROLLING_DAY, frozenset(), 0, 1000)
-
-    async def one() -> bool:
+async def _burst(books: list[quotas.QuotaBook], subject: str, rules: PlanRules, count: int) -> list[bool]:
+    async def one(i: int) -> bool:
         try:
-            await _admit(sessions, "ip:c", rules, T0)
+            await books[i % len(books)].admit(subject, rules)
             return True
         except QuotaExceeded:
             return False
 
-    results = await asyncio.gather(*(one() for _ in range(35)))
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def test_concurrent_requests_admit_exactly_the_limit(sessions) -> None:  # type: ignore[no-untyped-def]
+    book = quotas.QuotaBook(sessions)
+    results = await _burst([book], "ip:c", PlanRules(Plan.FREE, 20, Window.ROLLING_DAY, frozenset(), 0, 1000), 35)
+    await book.stop()
     assert results.count(True) == 20
+
+
+async def test_two_processes_share_a_quota_exactly_in_few_round_trips(db_url) -> None:  # type: ignore[no-untyped-def]
+    """Two books on two engines stand for two processes: the plan is never exceeded, a burst spends it
+    to the last request, and each book asks the database far less often than once a request."""
+    engines = [create_engine(db_url) for _ in range(2)]
+    books = [quotas.QuotaBook(sessionmaker(e)) for e in engines]
+    rules = PlanRules(Plan.DEVELOPER, 1000, Window.CALENDAR_MONTH, frozenset(), 30, 1000)
+    try:
+        results = await _burst(books, "account:7", rules, 1500)
+        assert results.count(True) == 1000
+        assert sum(b.round_trips for b in books) < 1000 / 4
+    finally:
+        for book in books:
+            await book.stop()
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_what_one_process_leased_and_left_goes_back_for_the_other(db_url) -> None:  # type: ignore[no-untyped-def]
+    engines = [create_engine(db_url) for _ in range(2)]
+    first, second = (quotas.QuotaBook(sessionmaker(e), idle_seconds=0.2) for e in engines)
+    rules = PlanRules(Plan.DEVELOPER, 1000, Window.CALENDAR_MONTH, frozenset(), 30, 1000)
+    try:
+        await first.start()
+        await first.admit("account:8", rules)  # leases a block, spends one of it
+        assert first.leases["account:8"].tokens > 0
+        while "account:8" in first.leases:  # idle: the rest goes back
+            await asyncio.sleep(0.05)
+        granted = await _burst([second], "account:8", rules, 1000)
+        assert granted.count(True) == 999
+    finally:
+        await first.stop()
+        await second.stop()
+        for engine in engines:
+            await engine.dispose()
 
 
 def test_the_plan_table_gates_features_and_history() -> None:

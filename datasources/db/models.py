@@ -221,6 +221,37 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class UsageState(enum.StrEnum):
+    PENDING = "pending"
+    SETTLED = "settled"
+    RECOVERED = "recovered"
+
+
+class ServerInstance(Base):
+    """A running server process, alive while it renews `expires_at`; its leases live as long."""
+
+    __tablename__ = "server_instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CreditLease(Base):
+    """Prepaid balance an instance took from an account (it counts in `accounts.held`) to place holds on
+    in memory; what is not charged goes back to the account when the lease is returned or expires."""
+
+    __tablename__ = "credit_leases"
+    __table_args__ = (CheckConstraint("amount >= 0", name="amount_non_negative"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class UsageRecord(Base):
     __tablename__ = "usage_records"
     __table_args__ = (Index("ix_usage_records_account_created", "account_id", "created_at"),)
@@ -242,6 +273,12 @@ class UsageRecord(Base):
     variant: Mapped[str | None] = mapped_column(String(64))
     # True when the upstream reported no usage and the tokens were counted here.
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # pending: written before the answer is released, while the request is in flight; settled: its real
+    # cost taken; recovered: its process died first, so the recovery settled it at what it held.
+    state: Mapped[str] = mapped_column(String(16), default=UsageState.SETTLED, server_default="settled", index=True)
+    held: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    lease_id: Mapped[int | None] = mapped_column(BigId)
+    instance_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class BalanceTransaction(Base):

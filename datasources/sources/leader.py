@@ -17,8 +17,10 @@ from sqlalchemy.engine import URL
 
 log = logging.getLogger("pricegraph.sources")
 
-# Any constant works; advisory locks are per database, so one database has one polling process.
+# Any constants work; advisory locks are per database, so one database has one polling process and
+# one sweeping process.
 POLL_LOCK = 0x706F6C6C
+SWEEP_LOCK = 0x73776570
 
 
 class Leader(Protocol):
@@ -105,5 +107,5 @@ async def _close(connection: asyncpg.Connection) -> None:
         connection.terminate()
 
 
-def create_leader(url: URL) -> Leader:
-    return PostgresLeader(url) if url.get_backend_name() == "postgresql" else LocalLeader()
+def create_leader(url: URL, key: int = POLL_LOCK) -> Leader:
+    return PostgresLeader(url, key) if url.get_backend_name() == "postgresql" else LocalLeader()

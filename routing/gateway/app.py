@@ -12,26 +12,26 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from datasources import errors, ledger
-from datasources.db.models import Model, Offer, OfferStatus, Provider
-from datasources.events import Broker
-from datasources.money import price
+from datasources import errors
+from datasources.credit import CreditBook, Hold
+from datasources.db.models import OfferStatus
+from datasources.keytable import KeyTable
 from datasources.plans import Feature, require
-from datasources.quotas import Admission
+from datasources.pricebook import PriceBook
+from datasources.quotas import Admission, QuotaBook
+from datasources.recorder import Finished, Pending, Recorder
 from routing import limits
-from routing.auth import Principal
+from routing.auth import Principal, authenticate
 from routing.gateway import forward, metering
-from routing.gateway.auth_cache import KeyCache
 from routing.gateway.errors import GatewayError, error_event
 from routing.gateway.health import Health
 from routing.gateway.keys import HEADER as KEYS_HEADER
@@ -43,32 +43,29 @@ from routing.rest.endpoint import Call, endpoint
 log = logging.getLogger("pricegraph.gateway")
 
 MAX_BODY = 32 * 1024 * 1024  # images travel inline as base64
+RECORD_TIMEOUT = 10.0  # seconds an answer may wait for its pending usage record to be committed
 
 
 @dataclass
 class Gateway:
-    """What the gateway keeps for the life of the app (`app.state.gateway`)."""
+    """What the gateway keeps for the life of the app (`app.state.gateway`); the money and the keys it
+    works with are the app's (`keys`, `quotas`, `credit`, `recorder`, `book`)."""
 
     config: GatewayConfig
-    sessionmaker: async_sessionmaker[AsyncSession]
-    broker: Broker
     client: httpx.AsyncClient
     health: Health
-    keys: KeyCache
-    writer: metering.UsageWriter
+    keys: KeyTable
+    quotas: QuotaBook
+    credit: CreditBook
+    recorder: Recorder
+    book: PriceBook
 
     @classmethod
-    async def start(cls, config: GatewayConfig, sessionmaker: async_sessionmaker[AsyncSession],
-                    broker: Broker) -> Gateway:
-        writer = metering.UsageWriter(sessionmaker, broker, config.flush_interval, config.flush_records)
-        gateway = cls(config, sessionmaker, broker, forward.make_client(),
-                      Health(config.breaker_failures, config.breaker_cooldown),
-                      KeyCache(sessionmaker, config.auth_cache_ttl), writer)
-        await writer.start()
-        return gateway
+    def start(cls, config: GatewayConfig, state: Any) -> Gateway:
+        return cls(config, forward.make_client(), Health(config.breaker_failures, config.breaker_cooldown),
+                   state.keys, state.quotas, state.credit, state.recorder, state.book)
 
     async def stop(self) -> None:
-        await self.writer.stop()
         await self.client.aclose()
 
 
@@ -87,7 +84,7 @@ def install(app: Starlette, config: GatewayConfig | None = None) -> None:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Any]:
         async with inner(app) as state:
-            gateway = await Gateway.start(app.state.gateway_config, app.state.sessionmaker, app.state.broker)
+            gateway = Gateway.start(app.state.gateway_config, app.state)
             app.state.gateway = gateway
             try:
                 yield state
@@ -119,13 +116,21 @@ class Exchange:
     gateway: Gateway
     request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(12))
     started: float = field(default_factory=time.monotonic)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     principal: Principal | None = None
     admission: Admission | None = None
-    held: Decimal = Decimal(0)
+    hold: Hold | None = None  # what a platform-key attempt may cost, reserved on the account's lease
+    recorded: asyncio.Future[None] | None = None  # the pending usage record's commit
     body: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     prompt_tokens: int = 0
     response_started: bool = False
+    finished: bool = False
+
+    @property
+    def account_id(self) -> int:
+        assert self.principal is not None and self.principal.account_id is not None
+        return self.principal.account_id
 
     def headers(self, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
         values = {"x-request-id": self.request_id, **(extra or {})}
@@ -158,33 +163,35 @@ class ChatCompletions:
         except errors.DomainError as exc:
             await self.refuse(exchange, GatewayError.from_domain(exc))
         except _Gone:
+            self.release(exchange)
             return
         except asyncio.CancelledError:
-            if exchange.held and exchange.principal is not None and exchange.principal.account_id is not None:
+            if exchange.recorded is not None and not exchange.finished:
                 self.record(exchange, str(exchange.body.get("model", "")), 499, None)
+            self.release(exchange)
             raise
         except Exception:
             log.exception("gateway request %s failed", exchange.request_id)
             await self.refuse(exchange, GatewayError(500, "internal error in the gateway", "internal_error"))
 
     async def refuse(self, exchange: Exchange, error: GatewayError) -> None:
-        if exchange.held:
-            await self.release(exchange)
+        if exchange.recorded is not None and not exchange.finished:
+            self.record(exchange, str(exchange.body.get("model", "")), error.status, None)
+        self.release(exchange)
         if not exchange.response_started:
             await exchange.fail(error)
 
-    async def release(self, exchange: Exchange) -> None:
-        held, exchange.held = exchange.held, Decimal(0)
-        assert exchange.principal is not None and exchange.principal.account_id is not None
-        async with exchange.gateway.sessionmaker() as session, session.begin():
-            await ledger.release(session, exchange.principal.account_id, held)
+    @staticmethod
+    def release(exchange: Exchange) -> None:
+        if exchange.hold is not None:
+            exchange.gateway.credit.release(exchange.hold)
+            exchange.hold = None
 
     async def handle(self, x: Exchange) -> None:
         gateway = x.gateway
         raw = await _read_body(x.receive)
         headers = _headers(x.scope)
-        client_ip = _client_ip(x.scope)
-        principal = await gateway.keys.principal(headers.get("authorization"), client_ip)
+        principal = await authenticate(gateway.keys, headers.get("authorization"), _client_ip(x.scope))
         if principal.account_id is None:
             raise GatewayError(401, "API key required: send Authorization: Bearer cxm_... (routing needs the "
                                     "developer plan or higher)", "unauthenticated", {"www-authenticate": "Bearer"})
@@ -194,9 +201,8 @@ class ChatCompletions:
         x.stream = x.body.get("stream") is True
         customer_keys = parse_provider_keys(headers.get(KEYS_HEADER))
         preferences = parse_preferences(x.body.get("provider"))
-        async with gateway.sessionmaker() as session:
-            selection = await select_candidates(session, x.body["model"], preferences, customer_keys,
-                                                gateway.config, gateway.health)
+        selection = select_candidates(gateway.book.catalog, x.body["model"], preferences, customer_keys,
+                                      gateway.config, gateway.health)
         candidates = selection.candidates
         if not candidates:
             wait = max(1, round(min(selection.skipped.values()) - time.monotonic())) if selection.skipped else 1
@@ -205,34 +211,63 @@ class ChatCompletions:
                                     f"or rate limits ({cooling}); retry after {wait} s", "providers_unavailable",
                                {"retry-after": str(wait)})
         x.prompt_tokens = metering.prompt_tokens(x.body)
-        candidates = await self.hold(x, candidates)
-        try:
-            x.admission = await limits.admit(gateway.sessionmaker, principal)
-        except errors.QuotaExceeded:
-            if x.held:
-                await self.release(x)
-            raise
-        await self.route(x, candidates, selection.model.slug)
+        first = await self.first_affordable(x, candidates)
+        x.admission = await limits.admit(gateway.quotas, principal)
+        await self.route(x, candidates[first:], selection.model.slug)
 
-    async def hold(self, x: Exchange, candidates: list[Candidate]) -> list[Candidate]:
-        """Reserve what the dearest platform-key candidate may cost; without the balance for it, only the
-        customer's own keys may serve, and with none of those the request is refused (402)."""
-        amount = metering.hold_amount(x.body, candidates, x.prompt_tokens)
-        if not any(c.key_source == "platform" for c in candidates):
-            return candidates
-        assert x.principal is not None and x.principal.account_id is not None
+    async def first_affordable(self, x: Exchange, candidates: list[Candidate]) -> int:
+        """The first candidate the request can be sent to: the customer's own key, or a platform key
+        whose most possible cost the account can hold. Without one, the request is refused (402)."""
+        shortfall: errors.InsufficientBalance | None = None
+        for index, candidate in enumerate(candidates):
+            if candidate.key_source != "platform":
+                return index
+            try:
+                x.hold = await x.gateway.credit.hold(x.account_id, metering.max_cost(x.body, candidate,
+                                                                                      x.prompt_tokens))
+                return index
+            except errors.InsufficientBalance as exc:
+                shortfall = exc
+        raise GatewayError(402, f"insufficient balance for a request through Coaxiom's provider keys: {shortfall}; "
+                                "top up, or send your own provider keys in X-Provider-Keys",
+                           "insufficient_balance") from None
+
+    async def afford(self, x: Exchange, candidate: Candidate) -> bool:
+        """Before a fallback to `candidate`: its own key needs nothing; a platform key needs the hold raised
+        to its most possible cost (and the pending record to say so)."""
+        if candidate.key_source != "platform":
+            return True
+        amount = metering.max_cost(x.body, candidate, x.prompt_tokens)
+        if x.hold is None:
+            try:
+                x.hold = await x.gateway.credit.hold(x.account_id, amount)
+            except errors.InsufficientBalance:
+                return False
+        elif not await x.gateway.credit.top_up(x.hold, amount):
+            return False
+        if x.recorded is not None:
+            x.recorded = x.gateway.recorder.adjust(x.request_id, x.hold.amount, x.hold.lease_id)
+        return True
+
+    def begin(self, x: Exchange, candidate: Candidate, model_slug: str) -> None:
+        """The pending usage record, queued before the first upstream call; its commit overlaps it."""
+        x.recorded = x.gateway.recorder.begin(Pending(
+            request_id=x.request_id, account_id=x.account_id,
+            api_key_id=x.principal.key_id if x.principal else None, model_slug=model_slug,
+            endpoint=x.scope["path"], held=x.hold.amount if x.hold else Decimal(0),
+            lease_id=x.hold.lease_id if x.hold else None, provider_slug=candidate.slug, variant=candidate.variant,
+            key_source=candidate.key_source, created_at=x.created_at,
+        ))
+
+    async def durable(self, x: Exchange) -> None:
+        """Nothing of an answer reaches the client before its pending usage record is committed."""
+        if x.recorded is None:
+            return
         try:
-            async with x.gateway.sessionmaker() as session, session.begin():
-                await ledger.hold(session, x.principal.account_id, amount)
-            x.held = price(amount)
-            return candidates
-        except errors.InsufficientBalance as exc:
-            own = [c for c in candidates if c.key_source == "customer"]
-            if own:
-                return own
-            raise GatewayError(402, f"insufficient balance for a request through Coaxiom's provider keys: {exc}; "
-                                    "top up, or send your own provider keys in X-Provider-Keys",
-                               "insufficient_balance") from None
+            await asyncio.wait_for(asyncio.shield(x.recorded), RECORD_TIMEOUT)
+        except TimeoutError:
+            raise GatewayError(503, "the request could not be recorded (the database does not answer); it was "
+                                    "not delivered and is not charged", "recording_unavailable") from None
 
     async def route(self, x: Exchange, candidates: list[Candidate], model_slug: str) -> None:
         gateway = x.gateway
@@ -240,6 +275,12 @@ class ChatCompletions:
         watcher = asyncio.create_task(_disconnected(x.receive))
         try:
             for candidate in candidates:
+                if not await self.afford(x, candidate):
+                    failures.append(forward.Failure(candidate.slug, "skipped: the balance cannot cover its price",
+                                                    402, breaker=False))
+                    continue
+                if x.recorded is None:
+                    self.begin(x, candidate, model_slug)
                 payload = forward.upstream_body(x.body, candidate, x.stream)
                 gateway.health.begin(candidate.slug)
                 outcome = await _unless_gone(watcher, forward.open_attempt(
@@ -255,6 +296,7 @@ class ChatCompletions:
                 if isinstance(outcome, GatewayError):
                     gateway.health.succeeded(candidate.slug)  # it answered; the request was at fault
                     self.record(x, model_slug, outcome.status, candidate)
+                    await self.durable(x)
                     return await self.refuse(x, outcome)
                 gateway.health.succeeded(candidate.slug, outcome.latency_ms)
                 if x.stream:
@@ -288,6 +330,7 @@ class ChatCompletions:
         else:
             prompt, completion, estimated = x.prompt_tokens, answer.completion_estimate, True
         x.gateway.health.throughput(candidate.slug, completion, time.monotonic() - opened.started)
+        await self.durable(x)
         await x.answer(200, answer.body)
         self.record(x, candidate.model_slug, 200, candidate, prompt, completion, estimated, bill=True)
 
@@ -296,6 +339,7 @@ class ChatCompletions:
         candidate = opened.candidate
         state = forward.StreamState()
         status = 200
+        await self.durable(x)
         relaying = asyncio.create_task(self._pump(x, opened, state))
         done, _ = await asyncio.wait({relaying, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if relaying not in done:
@@ -364,19 +408,27 @@ class ChatCompletions:
 
     def record(self, x: Exchange, model_slug: str, status: int, candidate: Candidate | None,
                prompt: int = 0, completion: int = 0, estimated: bool = False, bill: bool = False) -> None:
-        """Hand the request to the batched writer; its hold is settled (billed) or released there."""
-        assert x.principal is not None and x.principal.account_id is not None
+        """Settle the pending usage record: what was used and cost; a platform key's cost is charged from
+        the hold (and, past it, from what the lease has free), or the hold goes back unused."""
+        if x.finished:
+            return
+        x.finished = True
         cost = metering.cost(candidate, prompt, completion) if bill and candidate is not None else Decimal(0)
-        charge = candidate is not None and candidate.key_source == "platform" and bill
-        held, x.held = x.held, Decimal(0)  # the writer owns the hold now
-        x.gateway.writer.submit(metering.Usage(
-            account_id=x.principal.account_id, api_key_id=x.principal.key_id, model_slug=model_slug,
-            endpoint=x.scope["path"], status=status, request_id=x.request_id,
-            provider_slug=candidate.slug if candidate else None, variant=candidate.variant if candidate else None,
-            key_source=candidate.key_source if candidate else None,
-            prompt_tokens=prompt if bill else 0, completion_tokens=completion if bill else 0,
-            cost=cost, latency_ms=round((time.monotonic() - x.started) * 1000),
-            estimated=estimated and bill, held=held, charge=charge,
+        from_lease, beyond = Decimal(0), Decimal(0)
+        if x.hold is not None:
+            if candidate is not None and candidate.key_source == "platform" and bill:
+                from_lease, beyond = x.gateway.credit.spend(x.hold, cost)
+            else:
+                x.gateway.credit.release(x.hold)
+            x.hold = None
+        x.gateway.recorder.finish(Finished(
+            request_id=x.request_id, account_id=x.account_id, model_slug=model_slug, status=status,
+            api_key_id=x.principal.key_id if x.principal else None, endpoint=x.scope["path"],
+            created_at=x.created_at, provider_slug=candidate.slug if candidate else None,
+            variant=candidate.variant if candidate else None, key_source=candidate.key_source if candidate else None,
+            prompt_tokens=prompt if bill else 0, completion_tokens=completion if bill else 0, cost=cost,
+            latency_ms=round((time.monotonic() - x.started) * 1000), estimated=estimated and bill,
+            from_lease=from_lease, beyond=beyond,
         ))
 
 
@@ -459,20 +511,19 @@ async def route_models(call: Call) -> dict[str, Any]:
     """Routable models: live offers at providers the gateway can call, and whether a platform key is set."""
     await call.admit(Feature.ROUTING)
     config: GatewayConfig = call.request.app.state.gateway.config
-    async with call.sessionmaker() as session:
-        rows = (await session.execute(
-            select(Model.slug, Provider.slug, Offer.provider_model_id, Offer.input_per_1m, Offer.output_per_1m)
-            .join(Offer, Offer.model_id == Model.id).join(Provider, Offer.provider_id == Provider.id)
-            .where(Offer.status == OfferStatus.LIVE)
-        )).all()
+    catalog = call.catalog
     by_model: dict[str, dict[str, tuple[Decimal, str]]] = {}
-    for model, provider, model_id, inp, out in rows:
+    for offer in catalog.prices_sorted:
+        if offer.status is not OfferStatus.LIVE:
+            continue
+        provider = catalog.providers[offer.provider_id].slug
         conf = config.provider(provider)
         if conf is None or not conf.routable:
             continue
-        offers = by_model.setdefault(model, {})
-        if provider not in offers or inp + out < offers[provider][0]:
-            offers[provider] = (inp + out, model_id)
+        offers = by_model.setdefault(catalog.models[offer.model_id].slug, {})
+        total = offer.input_per_1m + offer.output_per_1m
+        if provider not in offers or total < offers[provider][0]:
+            offers[provider] = (total, offer.provider_model_id)
     models = [
         {"slug": slug, "providers": [
             {"provider": p, "model_id": model_id, "configured": config.providers[p].configured}

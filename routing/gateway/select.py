@@ -8,14 +8,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from datasources.catalog.providers import PROVIDERS, provider_slug
-from datasources.db.models import Model, Offer, OfferStatus, Provider
+from datasources.db.models import OfferStatus
 from datasources.errors import NotFound
 from datasources.money import blended
-from datasources.prices import find_model_ref, sort_key
+from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
 from routing.gateway.errors import GatewayError
 from routing.gateway.health import Health
 from routing.gateway.providers import GatewayConfig, ProviderConfig
@@ -120,24 +117,21 @@ def parse_preferences(value: Any) -> Preferences:
 
 @dataclass(frozen=True)
 class Selection:
-    model: Model
+    model: ModelRow
     candidates: list[Candidate]
     skipped: dict[str, float]  # providers cooling down → when they may be tried again (monotonic)
 
 
-async def offers_for(session: AsyncSession, text: str) -> tuple[Model, Provider | None, list[tuple[Offer, Provider]]]:
-    model, pinned = await find_model_ref(session, text)
-    statement = select(Offer, Provider).join(Provider, Offer.provider_id == Provider.id).where(
-        Offer.model_id == model.id, Offer.status != OfferStatus.UNAVAILABLE
-    )
-    if pinned is not None:
-        statement = statement.where(Offer.provider_id == pinned.id)
-    rows = [(o, p) for o, p in (await session.execute(statement)).all()]
+def offers_for(catalog: Catalog, text: str) -> tuple[ModelRow, ProviderRow | None, list[tuple[OfferRow, ProviderRow]]]:
+    """The model a request names and its offers that are not unavailable, from the price book."""
+    model, pinned = catalog.find_model_ref(text)
+    rows = [(o, catalog.providers[o.provider_id]) for o in catalog.model_offers(model.id)
+            if o.status is not OfferStatus.UNAVAILABLE and (pinned is None or o.provider_id == pinned.id)]
     return model, pinned, rows
 
 
-async def select_candidates(
-    session: AsyncSession,
+def select_candidates(
+    catalog: Catalog,
     text: str,
     preferences: Preferences,
     customer_keys: dict[str, str],
@@ -145,7 +139,7 @@ async def select_candidates(
     health: Health,
 ) -> Selection:
     try:
-        model, pinned, rows = await offers_for(session, text)
+        model, pinned, rows = offers_for(catalog, text)
     except NotFound:
         raise GatewayError(404, f"model not found: {text}", "model_not_found") from None
     if not rows:
@@ -154,7 +148,7 @@ async def select_candidates(
     live = [(o, p) for o, p in rows if o.status is OfferStatus.LIVE]
     by_price = bool(live)
     if by_price:
-        rows = sorted(live, key=lambda row: sort_key(row[0]))
+        rows = live  # the price book keeps each model's offers cheapest first
     else:  # no live price data: stale offers in the static priority order
         rank = {slug: i for i, slug in enumerate(STATIC_PRIORITY)}
         rows = sorted(rows, key=lambda row: (rank.get(row[1].slug, len(rank)), row[1].slug, row[0].id))

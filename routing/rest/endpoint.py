@@ -60,9 +60,15 @@ class Call:
         """The price book's current snapshot."""
         return self.request.app.state.book.catalog
 
+    async def caught_up(self) -> None:
+        """Before reading the caller's own balance or usage: every request this process already answered
+        for the account is settled in the database (read your writes)."""
+        if self.principal.account_id is not None:
+            await self.request.app.state.recorder.caught_up(self.principal.account_id)
+
     async def admit(self, feature: Feature | None, history_days: int | None = None) -> None:
         """Count the request against the plan's quota; `feature=None` gates on no plan feature."""
-        self.admission = await limits.admit(self.sessionmaker, self.principal, feature, history_days)
+        self.admission = await limits.admit(self.request.app.state.quotas, self.principal, feature, history_days)
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -99,7 +105,7 @@ Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 
 async def principal_for(request: Request) -> Principal:
     client = request.client.host if request.client else "unknown"
-    return await authenticate(request.app.state.sessionmaker, request.headers.get("authorization"), client)
+    return await authenticate(request.app.state.keys, request.headers.get("authorization"), client)
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:

@@ -189,6 +189,7 @@ def balance_object(balance: usage.Balance) -> dict[str, Any]:
 async def me(call: Call) -> dict[str, Any]:
     account_id = call.principal.require_account()
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         account = await session.get(Account, account_id)
         key = await session.get(ApiKey, call.principal.key_id) if call.principal.key_id else None
@@ -230,6 +231,7 @@ async def me(call: Call) -> dict[str, Any]:
 async def get_balance(call: Call) -> dict[str, Any]:
     account_id = call.principal.require_account()
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         return balance_object(await usage.balance(session, account_id))
 
@@ -240,6 +242,7 @@ async def get_usage(call: Call) -> dict[str, Any]:
     scope, limit = await _scope(call), _limit(call)
     after = _after(call, usage.USAGE_ID)
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         summary = await usage.summary(session, scope)
         page = await usage.logs(session, scope, limit, after)
@@ -252,6 +255,7 @@ async def usage_logs(call: Call) -> dict[str, Any]:
     scope, limit = await _scope(call), _limit(call)
     after = _after(call, usage.USAGE_ID)
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         page = await usage.logs(session, scope, limit, after)
     return {**logs_list(page), **window_fields(scope)}
@@ -261,6 +265,7 @@ async def usage_logs(call: Call) -> dict[str, Any]:
 async def usage_summary(call: Call) -> dict[str, Any]:
     scope = await _scope(call)
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         return summary_object(scope, await usage.summary(session, scope))
 
@@ -270,6 +275,7 @@ async def usage_costs(call: Call) -> dict[str, Any]:
     """Spend per UTC day with usage, oldest first; `limit` keeps the most recent days."""
     scope, limit = await _scope(call), _limit(call)
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         page = await usage.by_day(session, scope, limit)
     return grouped_list(scope, [day_entry(g) for g in page.items], page.has_more)
@@ -281,6 +287,7 @@ def _grouped(query: Any, entry: Any, name: str) -> Any:
     async def handler(call: Call) -> dict[str, Any]:
         scope, limit = await _scope(call), _limit(call)
         await call.admit(None)
+        await call.caught_up()
         async with call.sessionmaker() as session:
             page = await query(session, scope, limit)
         return grouped_list(scope, [entry(g) for g in page.items], page.has_more)
@@ -302,6 +309,7 @@ async def billing_history(call: Call) -> dict[str, Any]:
                                                 end=_time(call, "end")))
     limit, after, kind = _limit(call), _after(call, usage.TRANSACTION_ID), call.text("type")
     await call.admit(None)
+    await call.caught_up()
     async with call.sessionmaker() as session:
         page = await usage.billing_history(session, account_id, limit, after, start, end, kind)
     return {"object": "list", "data": [transaction_entry(t) for t in page.items], "has_more": page.has_more}

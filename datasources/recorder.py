@@ -1,0 +1,294 @@
+"""Usage records and their charges, written in group commits.
+
+Every request that goes upstream gets a *pending* usage record first, holding what the request may
+cost; the gateway releases the answer to its client only once that record is committed, and the commit
+overlaps the upstream call (a provider takes far longer than a commit). When the request is done its
+record is *settled* to what it really used and cost, and the cost is charged from the account's lease
+(`datasources.credit`) as one `usage` ledger row. A process that dies with records still pending leaves
+them to the sweeper, which settles them at what they held.
+
+One writer task takes whatever has been queued, writes it in one transaction, and starts over; what
+arrives during a commit goes into the next one. Nothing queued is dropped: a failed batch is retried,
+with its callers still waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from datasources.credit import ZERO, CreditBook
+from datasources.db.models import Account, BalanceTransaction, CreditLease, UsageRecord, UsageState
+from datasources.events import BalanceChanged, Broker, Event, UsageRecorded
+
+log = logging.getLogger("pricegraph.recorder")
+
+MAX_BATCH = 500
+RECORDS = UsageRecord.__table__  # many rows at once: Core statements, no ORM objects
+
+
+@dataclass
+class Pending:
+    """A request about to go upstream: who asked, for what, and what it may cost."""
+
+    request_id: str
+    account_id: int
+    api_key_id: str | None
+    model_slug: str
+    endpoint: str
+    held: Decimal = ZERO
+    lease_id: int | None = None
+    provider_slug: str | None = None
+    variant: str | None = None
+    key_source: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Finished:
+    """The same request, done: what it used, what it cost, what of that the account pays."""
+
+    request_id: str
+    account_id: int
+    model_slug: str
+    status: int
+    api_key_id: str | None = None
+    endpoint: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    provider_slug: str | None = None
+    variant: str | None = None
+    key_source: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = ZERO
+    latency_ms: int | None = None
+    estimated: bool = False
+    from_lease: Decimal = ZERO  # charged from this process's lease
+    beyond: Decimal = ZERO  # charged from what is available beyond the lease, if it covers it
+
+
+@dataclass
+class _Adjust:
+    request_id: str
+    held: Decimal
+    lease_id: int | None
+
+
+@dataclass
+class _Item:
+    work: Pending | Finished | _Adjust | None  # None: a barrier (flush)
+    done: asyncio.Future[None]
+
+
+class Recorder:
+    """This process's writer of usage and charges (`app.state.recorder`)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], broker: Broker, credit: CreditBook,
+                 instance_id: str) -> None:
+        self.sessionmaker = sessionmaker
+        self.broker = broker
+        self.credit = credit
+        self.instance_id = instance_id
+        self.queue: list[_Item] = []
+        self.ids: dict[str, int] = {}  # request id → usage record id, while the record is pending
+        self.commits = 0
+        self.written = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def stop(self) -> None:
+        """Write everything queued, then stop."""
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self.queue:
+            await self._write_batch()
+
+    def _submit(self, work: Pending | Finished | _Adjust | None) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.append(_Item(work, done))
+        self._wake.set()
+        return done
+
+    def begin(self, pending: Pending) -> asyncio.Future[None]:
+        """Queue the pending record; the future is done once it is committed."""
+        return self._submit(pending)
+
+    def adjust(self, request_id: str, held: Decimal, lease_id: int | None) -> asyncio.Future[None]:
+        """A hold that grew (a fallback to a dearer provider): the pending record holds that much."""
+        return self._submit(_Adjust(request_id, held, lease_id))
+
+    def finish(self, finished: Finished) -> asyncio.Future[None]:
+        return self._submit(finished)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (read-your-writes, shutdown)."""
+        if self.queue or (self._task is not None and not self._task.done()):
+            await asyncio.shield(self._submit(None))
+
+    async def caught_up(self, account_id: int) -> None:
+        """Everything this process answered for the account is committed, and the account's lease (if no
+        request stands against it) given back, so that its balance reads as it is."""
+        await self.flush()
+        await self.credit.give_back(account_id, force=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.queue:
+                await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+        delay = 0.05
+        while True:
+            try:
+                settled = await self._write([item.work for item in batch if item.work is not None])
+                break
+            except asyncio.CancelledError:
+                self.queue[:0] = batch
+                raise
+            except Exception:
+                log.exception("writing %d usage items failed; retrying in %.2f s", len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.commits += 1
+        self.written += len(batch)
+        for account_id, charged in settled.items():
+            self.credit.settled(account_id, charged)
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(None)
+
+    async def _write(self, works: Sequence[Pending | Finished | _Adjust]) -> dict[int, Decimal]:
+        pending = [w for w in works if isinstance(w, Pending)]
+        adjusts = [w for w in works if isinstance(w, _Adjust)]
+        finished = [w for w in works if isinstance(w, Finished)]
+        events: list[Event] = []
+        charged: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        async with self.sessionmaker() as session, session.begin():
+            ids = dict(self.ids)
+            if pending:
+                rows = (await session.execute(insert(UsageRecord).returning(UsageRecord.id, UsageRecord.request_id), [
+                    {"account_id": p.account_id, "api_key_id": p.api_key_id, "model_slug": p.model_slug,
+                     "provider_slug": p.provider_slug, "endpoint": p.endpoint, "prompt_tokens": 0,
+                     "completion_tokens": 0, "cost": ZERO, "status": 0, "key_source": p.key_source,
+                     "created_at": p.created_at, "request_id": p.request_id, "variant": p.variant,
+                     "estimated": False, "state": UsageState.PENDING, "held": p.held, "lease_id": p.lease_id,
+                     "instance_id": self.instance_id}
+                    for p in pending
+                ])).all()
+                ids.update({str(request_id): usage_id for usage_id, request_id in rows})
+            if adjusts:
+                await session.execute(
+                    update(RECORDS).where(RECORDS.c.id == bindparam("usage_id"))
+                    .values(held=bindparam("new_held"), lease_id=bindparam("new_lease")),
+                    [{"usage_id": ids[a.request_id], "new_held": a.held, "new_lease": a.lease_id}
+                     for a in adjusts if a.request_id in ids],
+                )
+            if finished:
+                settled = await self._settle(session, finished, ids, events, charged)
+                for request_id in settled:
+                    ids.pop(request_id, None)
+            await self.broker.publish(session, events)
+        self.ids = ids
+        return charged
+
+    async def _settle(self, session: AsyncSession, finished: list[Finished], ids: dict[str, int],
+                      events: list[Event], charged: dict[int, Decimal]) -> list[str]:
+        known = [f for f in finished if f.request_id in ids]
+        if len(known) < len(finished):
+            log.error("%d finished requests have no pending usage record", len(finished) - len(known))
+        result = cast(CursorResult[Any], await session.execute(
+            update(RECORDS)
+            .where(RECORDS.c.id == bindparam("usage_id"), RECORDS.c.state == UsageState.PENDING)
+            .values(status=bindparam("new_status"), provider_slug=bindparam("new_provider"),
+                    variant=bindparam("new_variant"), key_source=bindparam("new_key_source"),
+                    prompt_tokens=bindparam("new_prompt"), completion_tokens=bindparam("new_completion"),
+                    cost=bindparam("new_cost"), latency_ms=bindparam("new_latency"),
+                    estimated=bindparam("new_estimated"), state=UsageState.SETTLED),
+            [{"usage_id": ids[f.request_id], "new_status": f.status, "new_provider": f.provider_slug,
+              "new_variant": f.variant, "new_key_source": f.key_source, "new_prompt": f.prompt_tokens,
+              "new_completion": f.completion_tokens, "new_cost": f.cost, "new_latency": f.latency_ms,
+              "new_estimated": f.estimated} for f in known],
+        )) if known else None
+        if result is not None and result.rowcount not in (-1, len(known)):
+            log.error("%d usage records were no longer pending (recovered by the sweeper): not charged again",
+                      len(known) - result.rowcount)
+        for f in known:
+            events.append(UsageRecorded(
+                usage_id=ids[f.request_id], account_id=f.account_id, api_key_id=f.api_key_id, model=f.model_slug,
+                provider=f.provider_slug, endpoint=f.endpoint, prompt_tokens=f.prompt_tokens,
+                completion_tokens=f.completion_tokens, cost=f.cost, status=f.status, estimated=f.estimated,
+                created_at=f.created_at,
+            ))
+        by_account: dict[int, list[Finished]] = defaultdict(list)
+        for f in known:
+            if f.from_lease or f.beyond:
+                by_account[f.account_id].append(f)
+        for account_id in sorted(by_account):  # one account row at a time, in id order: no lock cycles
+            await self._charge(session, account_id, by_account[account_id], ids, events, charged)
+        return [f.request_id for f in known]
+
+    async def _charge(self, session: AsyncSession, account_id: int, items: list[Finished], ids: dict[str, int],
+                      events: list[Event], charged: dict[int, Decimal]) -> None:
+        from_lease = sum((f.from_lease for f in items), ZERO)
+        beyond = sum((f.beyond for f in items), ZERO)
+        if beyond:  # more than was held: from what the account has available, if it covers it
+            covered = (await session.execute(
+                update(Account).where(Account.id == account_id, Account.balance - Account.held >= beyond)
+                .values(balance=Account.balance - beyond).returning(Account.id)
+            )).scalar_one_or_none()
+            if covered is None:
+                log.warning("account %s: %s USD beyond its holds was not covered and is not charged",
+                            account_id, beyond)
+                beyond = ZERO
+                items = [_without_beyond(f) for f in items]
+        balance = (await session.execute(
+            update(Account).where(Account.id == account_id)
+            .values(balance=Account.balance - from_lease, held=Account.held - from_lease)
+            .returning(Account.balance)
+        )).scalar_one()
+        lease_id = self.credit.leases[account_id].lease_id if account_id in self.credit.leases else None
+        if lease_id is not None and from_lease:
+            await session.execute(update(CreditLease).where(CreditLease.id == lease_id)
+                                  .values(amount=CreditLease.amount - from_lease))
+        after = balance
+        rows = []
+        for f in reversed(items):
+            rows.append({"account_id": account_id, "type": "usage", "amount": -(f.from_lease + f.beyond),
+                         "balance_after": after, "description": f"{f.model_slug} via {f.provider_slug}",
+                         "usage_record_id": ids[f.request_id], "created_at": datetime.now(UTC)})
+            after += f.from_lease + f.beyond
+        rows.reverse()
+        inserted = (await session.execute(
+            insert(BalanceTransaction).returning(BalanceTransaction.id, BalanceTransaction.amount,
+                                                 BalanceTransaction.balance_after, BalanceTransaction.created_at),
+            rows,
+        )).all()
+        for transaction_id, amount, balance_after, created_at in inserted:
+            events.append(BalanceChanged(account_id=account_id, transaction_id=transaction_id, type="usage",
+                                         amount=amount, balance=balance_after, created_at=created_at))
+        charged[account_id] += from_lease
+
+
+def _without_beyond(finished: Finished) -> Finished:
+    from dataclasses import replace
+
+    return replace(finished, beyond=ZERO)
