@@ -88,17 +88,17 @@ class CreditBook:
         self.idle_seconds = idle_seconds
         self.leases: dict[int, AccountLease] = {}
         self.round_trips = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._give_back_idle())
+        self._tasks = [asyncio.create_task(self._give_back_idle()), asyncio.create_task(self._renew_forever())]
 
     async def stop(self) -> None:
         """Give every lease back (after the recorder has settled what was charged against them)."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for lease in list(self.leases.values()):
             with contextlib.suppress(Exception):
                 await self.give_back(lease.account_id, force=True)
@@ -235,6 +235,27 @@ class CreditBook:
                     await session.execute(update(Account).where(Account.id == account_id)
                                           .values(held=Account.held - amount))
             self.round_trips += 1
+
+    async def renew(self) -> None:
+        """Extend this process's leases; a lease that is gone (taken for dead, the sweeper returned it)
+        holds nothing any more: the next hold leases afresh."""
+        async with self.sessionmaker() as session, session.begin():
+            alive = set((await session.execute(
+                update(CreditLease).where(CreditLease.instance_id == self.instance.id)
+                .values(expires_at=self.instance.expiry()).returning(CreditLease.id)
+            )).scalars())
+        for lease in self.leases.values():
+            if lease.lease_id is not None and lease.lease_id not in alive:
+                log.warning("the lease on account %s expired and was returned; leasing afresh", lease.account_id)
+                lease.lease_id, lease.amount = None, ZERO
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.instance.ttl / 3)
+            try:
+                await self.renew()
+            except Exception:  # the database is away: try again; a lease outlives a short outage
+                log.warning("could not renew the credit leases", exc_info=True)
 
     async def _give_back_idle(self) -> None:
         while True:

@@ -1,9 +1,9 @@
 """This server process, as the database knows it: a row that lives while the process renews it.
 
-Every process registers itself at start with an id of its own and renews its row, and the expiry of
-its credit leases, every third of `ttl`. A process that stops cleanly deletes its row; one that dies
-stops renewing, and once the expiry has passed the sweeper (`datasources.sweeper`) takes what it left:
-its pending usage records and its leases.
+Every process registers itself at start with an id of its own and renews its row every third of
+`ttl` (its credit leases are renewed the same way, `datasources.credit`). A process that stops cleanly
+deletes its row; one that dies stops renewing, and once the expiry has passed the sweeper
+(`datasources.sweeper`) takes what it left: its pending usage records and its leases.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from datasources.db.models import CreditLease, ServerInstance
+from datasources.db.models import ServerInstance
 
 log = logging.getLogger("pricegraph.instances")
 
@@ -62,8 +62,7 @@ class Instance:
                 await session.execute(insert(ServerInstance).values(
                     id=self.id, started_at=datetime.now(UTC), expires_at=expires
                 ))
-            await session.execute(update(CreditLease).where(CreditLease.instance_id == self.id)
-                                  .values(expires_at=expires))
+
 
     async def _renew_forever(self) -> None:
         while True:

@@ -19,12 +19,12 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, bindparam, insert, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.credit import ZERO, CreditBook
@@ -34,7 +34,7 @@ from datasources.events import BalanceChanged, Broker, Event, UsageRecorded
 log = logging.getLogger("pricegraph.recorder")
 
 MAX_BATCH = 500
-RECORDS = UsageRecord.__table__  # many rows at once: Core statements, no ORM objects
+RECORDS = cast(Table, UsageRecord.__table__)  # many rows at once: Core statements, no ORM objects
 
 
 @dataclass
@@ -215,9 +215,20 @@ class Recorder:
         known = [f for f in finished if f.request_id in ids]
         if len(known) < len(finished):
             log.error("%d finished requests have no pending usage record", len(finished) - len(known))
-        result = cast(CursorResult[Any], await session.execute(
-            update(RECORDS)
-            .where(RECORDS.c.id == bindparam("usage_id"), RECORDS.c.state == UsageState.PENDING)
+        if not known:
+            return []
+        still = set((await session.execute(  # a record the sweeper recovered is not settled (or charged) again
+            select(RECORDS.c.id).where(RECORDS.c.id.in_([ids[f.request_id] for f in known]),
+                                       RECORDS.c.state == UsageState.PENDING).with_for_update()
+        )).scalars())
+        if len(still) < len(known):
+            log.error("%d usage records were recovered before they settled: not charged again", len(known) - len(still))
+        done = [f.request_id for f in known]
+        known = [f for f in known if ids[f.request_id] in still]
+        if not known:
+            return done
+        await session.execute(
+            update(RECORDS).where(RECORDS.c.id == bindparam("usage_id"))
             .values(status=bindparam("new_status"), provider_slug=bindparam("new_provider"),
                     variant=bindparam("new_variant"), key_source=bindparam("new_key_source"),
                     prompt_tokens=bindparam("new_prompt"), completion_tokens=bindparam("new_completion"),
@@ -227,10 +238,7 @@ class Recorder:
               "new_variant": f.variant, "new_key_source": f.key_source, "new_prompt": f.prompt_tokens,
               "new_completion": f.completion_tokens, "new_cost": f.cost, "new_latency": f.latency_ms,
               "new_estimated": f.estimated} for f in known],
-        )) if known else None
-        if result is not None and result.rowcount not in (-1, len(known)):
-            log.error("%d usage records were no longer pending (recovered by the sweeper): not charged again",
-                      len(known) - result.rowcount)
+        )
         for f in known:
             events.append(UsageRecorded(
                 usage_id=ids[f.request_id], account_id=f.account_id, api_key_id=f.api_key_id, model=f.model_slug,
@@ -244,31 +252,34 @@ class Recorder:
                 by_account[f.account_id].append(f)
         for account_id in sorted(by_account):  # one account row at a time, in id order: no lock cycles
             await self._charge(session, account_id, by_account[account_id], ids, events, charged)
-        return [f.request_id for f in known]
+        return done
 
     async def _charge(self, session: AsyncSession, account_id: int, items: list[Finished], ids: dict[str, int],
                       events: list[Event], charged: dict[int, Decimal]) -> None:
+        # The account row first: this transaction becomes its writer, so nothing moves under the charge.
+        await session.execute(update(Account).where(Account.id == account_id).values(held=Account.held))
         from_lease = sum((f.from_lease for f in items), ZERO)
+        lease = self.credit.leases.get(account_id)
+        if from_lease and not (lease is not None and lease.lease_id is not None and (await session.execute(
+            update(CreditLease).where(CreditLease.id == lease.lease_id, CreditLease.amount >= from_lease)
+            .values(amount=CreditLease.amount - from_lease).returning(CreditLease.id)
+        )).scalar_one_or_none() is not None):
+            log.warning("account %s: the lease these charges were held on is gone; charging what is available",
+                        account_id)
+            items = [replace(f, from_lease=ZERO, beyond=f.beyond + f.from_lease) for f in items]
+            from_lease = ZERO
+        if from_lease:
+            await session.execute(update(Account).where(Account.id == account_id)
+                                  .values(balance=Account.balance - from_lease, held=Account.held - from_lease))
+            charged[account_id] += from_lease
         beyond = sum((f.beyond for f in items), ZERO)
-        if beyond:  # more than was held: from what the account has available, if it covers it
-            covered = (await session.execute(
-                update(Account).where(Account.id == account_id, Account.balance - Account.held >= beyond)
-                .values(balance=Account.balance - beyond).returning(Account.id)
-            )).scalar_one_or_none()
-            if covered is None:
-                log.warning("account %s: %s USD beyond its holds was not covered and is not charged",
-                            account_id, beyond)
-                beyond = ZERO
-                items = [_without_beyond(f) for f in items]
-        balance = (await session.execute(
-            update(Account).where(Account.id == account_id)
-            .values(balance=Account.balance - from_lease, held=Account.held - from_lease)
-            .returning(Account.balance)
-        )).scalar_one()
-        lease_id = self.credit.leases[account_id].lease_id if account_id in self.credit.leases else None
-        if lease_id is not None and from_lease:
-            await session.execute(update(CreditLease).where(CreditLease.id == lease_id)
-                                  .values(amount=CreditLease.amount - from_lease))
+        if beyond and (await session.execute(  # more than was held: from what is available, if it covers it
+            update(Account).where(Account.id == account_id, Account.balance - Account.held >= beyond)
+            .values(balance=Account.balance - beyond).returning(Account.id)
+        )).scalar_one_or_none() is None:
+            log.warning("account %s: %s USD beyond its holds was not covered and is not charged", account_id, beyond)
+            items = [replace(f, beyond=ZERO) for f in items]
+        balance = (await session.execute(select(Account.balance).where(Account.id == account_id))).scalar_one()
         after = balance
         rows = []
         for f in reversed(items):
@@ -285,10 +296,3 @@ class Recorder:
         for transaction_id, amount, balance_after, created_at in inserted:
             events.append(BalanceChanged(account_id=account_id, transaction_id=transaction_id, type="usage",
                                          amount=amount, balance=balance_after, created_at=created_at))
-        charged[account_id] += from_lease
-
-
-def _without_beyond(finished: Finished) -> Finished:
-    from dataclasses import replace
-
-    return replace(finished, beyond=ZERO)

@@ -60,6 +60,27 @@ async def encode(value: Any, pacer: Pacer, limit: int) -> bytes:
     return "".join(parts).encode()
 
 
+async def dismantle(value: Any, pacer: Pacer) -> None:
+    """Take a large answer apart a piece at a time, pausing when a breath is due. Dropping it whole
+    frees its hundreds of thousands of objects in one go, which holds the loop about as long as
+    writing it did."""
+    stack = [value]
+    while stack:
+        item = stack[-1]
+        if isinstance(item, list) and item:
+            child = item.pop()
+        elif isinstance(item, dict) and item:
+            child = item.popitem()[1]
+        else:
+            stack.pop()
+            continue
+        if isinstance(child, _CONTAINERS) and not _small(child):
+            stack.append(child)
+        del child  # a small piece is freed here
+        if pacer.due():
+            await pacer.breathe()
+
+
 def _small(value: Any, limit: int = PIECE) -> bool:
     """Whether `value` holds at most `limit` values; stops counting past the limit."""
     stack = [value]

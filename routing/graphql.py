@@ -15,10 +15,10 @@ from strawberry.types.execution import ExecutionResult
 from datasources.errors import DomainError
 from routing import websocket
 from routing.auth import authenticate
-from routing.encoding import TooLarge, encode
+from routing.encoding import TooLarge, dismantle, encode, estimated_cost
 from schema.context import Context
 from schema.limits import GraphQLLimits
-from schema.pacing import LARGE_ANSWERS, Pacer
+from schema.pacing import LARGE, LARGE_ANSWERS, Pacer
 
 
 class _Encoded(dict):  # type: ignore[type-arg]
@@ -97,8 +97,13 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         answer = await super().process_result(request, result)
-        body = await encode_answer(dict(answer), request.app.state.pacer, request.app.state.graphql_limits)
-        result.data = answer = None  # type: ignore[assignment] # the text is all that is needed from here on
+        pacer: Pacer = request.app.state.pacer
+        body = await encode_answer(dict(answer), pacer, request.app.state.graphql_limits)
+        data, result.data = result.data, None  # the text is all that is needed from here on
+        del answer
+        estimate = estimated_cost({"extensions": result.extensions})
+        if data is not None and (estimate is None or estimate > LARGE):
+            await dismantle(data, pacer)
         encoded = _Encoded()
         encoded.body = body
         return encoded  # type: ignore[return-value]

@@ -339,17 +339,27 @@ class ChatCompletions:
         candidate = opened.candidate
         state = forward.StreamState()
         status = 200
-        await self.durable(x)
-        relaying = asyncio.create_task(self._pump(x, opened, state))
-        done, _ = await asyncio.wait({relaying, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if relaying not in done:
-            relaying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relaying
-            status = 499
-        else:
-            status = relaying.result()
-        await forward._close(opened.response)
+        source: AsyncIterator[bytes] = opened.chunks
+        reader: asyncio.Task[None] | None = None
+        if x.recorded is not None and not x.recorded.done():  # keep reading while the record commits
+            queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+            reader = asyncio.create_task(_drain(opened.chunks, queue))
+            source = _queued(queue)
+        try:
+            await self.durable(x)
+            relaying = asyncio.create_task(self._pump(x, opened, state, source))
+            done, _ = await asyncio.wait({relaying, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if relaying not in done:
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
+                status = 499
+            else:
+                status = relaying.result()
+        finally:
+            if reader is not None:
+                reader.cancel()
+            await forward._close(opened.response)
         if state.usage is not None:
             (prompt, completion), estimated = state.usage, False
         else:
@@ -357,7 +367,8 @@ class ChatCompletions:
         x.gateway.health.throughput(candidate.slug, completion, time.monotonic() - opened.first_byte_at)
         self.record(x, candidate.model_slug, status, candidate, prompt, completion, estimated, bill=True)
 
-    async def _pump(self, x: Exchange, opened: forward.Opened, state: forward.StreamState) -> int:
+    async def _pump(self, x: Exchange, opened: forward.Opened, state: forward.StreamState,
+                    source: AsyncIterator[bytes]) -> int:
         candidate = opened.candidate
         await x.start(200, b"text/event-stream", {"cache-control": "no-cache", "x-accel-buffering": "no"})
         send = x.send
@@ -367,7 +378,7 @@ class ChatCompletions:
         cut: str | None = None
         try:
             async with asyncio.timeout_at(forward._deadline(opened)):
-                async for chunk in opened.chunks:
+                async for chunk in source:
                     out = forward.scan(state, chunk)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -430,6 +441,24 @@ class ChatCompletions:
             latency_ms=round((time.monotonic() - x.started) * 1000), estimated=estimated and bill,
             from_lease=from_lease, beyond=beyond,
         ))
+
+
+async def _drain(chunks: AsyncIterator[bytes], queue: asyncio.Queue[bytes | BaseException | None]) -> None:
+    """Read an upstream stream into a queue (its end or its error last), while the client may not get it yet."""
+    try:
+        async for chunk in chunks:
+            queue.put_nowait(chunk)
+    except Exception as exc:  # noqa: BLE001 - handed to the reader of the queue
+        queue.put_nowait(exc)
+    else:
+        queue.put_nowait(None)
+
+
+async def _queued(queue: asyncio.Queue[bytes | BaseException | None]) -> AsyncIterator[bytes]:
+    while (item := await queue.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 class _Gone(Exception):
