@@ -1,5 +1,6 @@
 """Gateway overhead: an upstream that answers at once (bench/upstream.py, its own process), loaded from
-another process (bench/loadgen.py) at concurrency 1, 16 and 64, (a) directly, (b) through Pricegraph
+another process (bench/loadgen.py) at concurrency 1, 16 and 64, (a) directly, (a') through a bare aiohttp
+passthrough (bench/passthrough.py: the floor any Python gateway pays), (b) through Pricegraph
 (`python server.py`, one provider pointed at the upstream with a platform key, an enterprise account,
 metering on) on SQLite and on PostgreSQL, (c) through the LiteLLM proxy in its own venv under /tmp.
 Server CPU per request from /proc/<pid>/stat; a 200-chunk stream at c=1 for first-byte and per-chunk
@@ -222,7 +223,7 @@ def _rows(name: str, measured: dict[str, Any], server: bool) -> list[Row]:
     return rows
 
 
-def _summary(name: str, measured: dict[str, Any], direct: dict[str, Any]) -> list[Row]:
+def _summary(name: str, measured: dict[str, Any], direct: dict[str, Any], floor: dict[str, Any]) -> list[Row]:
     one, base = measured[1], direct[1]
     s, ds = measured["stream"], direct["stream"]
     cpu_levels = {level: measured[level]["cpu_ms"] for level in LEVELS if level in measured}
@@ -235,6 +236,9 @@ def _summary(name: str, measured: dict[str, Any], direct: dict[str, Any]) -> lis
         Row(SCENARIO, name, "server CPU per request (c=16)", cpu_levels[16], "ms", "<= 0.5",
             note=", ".join(f"c={k}: {v:.3f}" for k, v in cpu_levels.items()), extra=dict(
                 (f"c{k}", v) for k, v in cpu_levels.items())),
+        Row(SCENARIO, name, "server CPU per request vs the passthrough (c=16)",
+            cpu_levels[16] / floor[16]["cpu_ms"], "x", "<= 3",
+            note=f"{cpu_levels[16]:.3f} vs {floor[16]['cpu_ms']:.3f} ms in the same run"),
         Row(SCENARIO, name, "stream first-byte overhead p50", first_byte, "ms", "<= 1"),
         Row(SCENARIO, name, "per relayed chunk, latency", per_chunk_latency, "µs/chunk", "<= 20",
             note=f"(stream p50 - first byte) vs direct, / {CHUNKS}"),
@@ -257,7 +261,8 @@ def _missed(rows: list[Row]) -> list[str]:
 
 
 def _pricegraph_case(name: str, url: str, upstream: int, tmp: Path, duration: float, warmup: float,
-                     levels: tuple[int, ...], direct: dict[str, Any], profile_seconds: float | None) -> tuple[dict[str, Any], list[Row]]:
+                     levels: tuple[int, ...], direct: dict[str, Any], floor: dict[str, Any],
+                     profile_seconds: float | None) -> tuple[dict[str, Any], list[Row]]:
     process, case = _pricegraph(url, upstream, tmp)
     case.name = name
     with process:
@@ -265,7 +270,7 @@ def _pricegraph_case(name: str, url: str, upstream: int, tmp: Path, duration: fl
         _check(case, stream=True)
         measured = measure(case, duration, warmup, levels)
         rows = _rows(name, measured, server=True)
-        summary = _summary(name, measured, direct)
+        summary = _summary(name, measured, direct, floor)
         rows += summary
         missed = _missed(summary)
         if profile_seconds and missed:
@@ -293,17 +298,26 @@ def run(smoke: bool) -> list[Row]:
             rows.append(Row(SCENARIO, "direct", "upstream CPU per request", upstream_cpu * 1000 / max(1, direct_ops),
                             "ms", note="the instant upstream itself, for scale"))
 
+            floor_port = loadgen.free_port()
+            with Process([sys.executable, "-m", "bench.passthrough", "--port", str(floor_port), "--upstream",
+                          f"http://127.0.0.1:{upstream_port}"]) as floor_process:
+                loadgen.wait_http(f"http://127.0.0.1:{floor_port}/", floor_process.popen)
+                floor_case = Case("passthrough", f"http://127.0.0.1:{floor_port}/v1/chat/completions", PLATFORM_KEY,
+                                  [floor_process.pid])
+                floor = measure(floor_case, duration, warmup, levels)
+            rows += _rows("bare aiohttp passthrough", floor, server=True)
+
             results: dict[str, dict[str, Any]] = {}
             profile_seconds = None if smoke else 8.0
             name = "pricegraph sqlite"
             results[name], more = _pricegraph_case(name, f"sqlite+aiosqlite:///{tmp / 'gateway.db'}", upstream_port,
-                                                   tmp, duration, warmup, levels, direct, profile_seconds)
+                                                   tmp, duration, warmup, levels, direct, floor, profile_seconds)
             rows += more
             if loadgen.pg_reachable():
                 name = "pricegraph postgresql"
                 with loadgen.pg_database("pricegraph_bench_gw") as url:
                     results[name], more = _pricegraph_case(name, url, upstream_port, tmp, duration, warmup, levels, direct,
-                                                           profile_seconds)
+                                                           floor, profile_seconds)
                 rows += more
             else:
                 notes.append("PostgreSQL not reachable at 127.0.0.1:5432: its case skipped")

@@ -37,8 +37,9 @@ from tests.test_query_cost import values
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "operator-token-for-responsiveness-0123456789"
 HEALTHZ_LIMIT = 0.100  # seconds
-# This machine is itself a virtual one: once in a few thousand answers its scheduler alone delays one by
-# tens of milliseconds, with the server idle. A held event loop delays every answer while it holds.
+# This machine is itself a virtual one, with two cores the server, the watcher and the database share:
+# now and then its scheduler alone delays one answer past 100 ms (seen once in a few thousand, with the
+# suite's databases busy beside it). A held event loop delays answer after answer while the query runs.
 SPIKES_ALLOWED = 1 / 1000
 SPIKE_CEILING = 0.300
 MEMORY_BOUND_MB = 300  # above the idle server, for the heaviest admitted query
@@ -128,7 +129,7 @@ class HealthWatch:
     def assert_responsive(self, at_least: int) -> None:
         assert len(self.latencies) >= at_least and not self.failures, self.failures
         slow = [latency for latency in self.latencies if latency >= HEALTHZ_LIMIT]
-        assert len(slow) <= len(self.latencies) * SPIKES_ALLOWED, sorted(self.latencies)[-10:]
+        assert len(slow) <= max(1, len(self.latencies) * SPIKES_ALLOWED), sorted(self.latencies)[-10:]
         assert max(self.latencies) < SPIKE_CEILING, sorted(self.latencies)[-10:]
 
 
