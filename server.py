@@ -52,6 +52,7 @@ from datasources.sources.leader import SWEEP_LOCK, create_leader
 from datasources.sources.poller import Pollers
 from datasources.sweeper import Sweeper
 from routing import websocket
+from routing.cache import ResponseCache
 from routing.gateway.app import install as install_gateway
 from routing.gateway.providers import ProvidersFileError
 from routing.graphql import GraphQLApp
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.pacer = Pacer()
+    app.state.response_cache = ResponseCache()
     app.state.graphql_limits = settings.graphql
     install_gateway(app)  # the OpenAI-compatible routes, ahead of the mounts; reads PROVIDERS_FILE
     return app

@@ -1,5 +1,6 @@
-"""CPU per upstream request: httpx's default transport vs httpx over aiohttp (httpx-aiohttp), against a
-local upstream that answers at once (its own process, so only the client's CPU is counted).
+"""CPU per upstream request: httpx's default transport, httpx over aiohttp (httpx-aiohttp, when installed)
+and aiohttp alone, as the gateway uses it (`routing.gateway.forward.make_client`), against a local upstream
+that answers at once (its own process, so only the client's CPU is counted).
 
     .venv/bin/python bench/transport.py [--requests 3000] [--concurrency 16 64]
 """
@@ -81,19 +82,22 @@ async def measure(client: httpx.AsyncClient, url: str, requests: int, concurrenc
 
 async def run(url: str, requests: int, levels: list[int]) -> list[tuple[str, int, float]]:
     rows = []
-    for name, factory in (
-        ("httpx default", lambda: httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=1000,
-                                                                                    max_keepalive_connections=1000))),
-        ("httpx-aiohttp", make_client),
-    ):
+    factories = [("httpx default", lambda: httpx.AsyncClient(timeout=30, limits=httpx.Limits(
+        max_connections=1000, max_keepalive_connections=1000)))]
+    try:
+        from httpx_aiohttp import AiohttpTransport
+
+        factories.append(("httpx-aiohttp", lambda: httpx.AsyncClient(transport=AiohttpTransport(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)))))
+    except ImportError:
+        pass
+    for name, factory in factories:
         for concurrency in levels:
             async with factory() as client:
                 rows.append((name, concurrency, await measure(client, url, requests, concurrency)))
-    import aiohttp
-
-    for concurrency in levels:  # the floor: aiohttp alone, without httpx's request and response objects
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000)) as session:
-            rows.append(("aiohttp alone", concurrency, await measure_aiohttp(session, url, requests, concurrency)))
+    for concurrency in levels:  # the gateway's own client: aiohttp, without httpx's request and response objects
+        async with make_client() as session:
+            rows.append(("gateway (aiohttp)", concurrency, await measure_aiohttp(session, url, requests, concurrency)))
     return rows
 
 
@@ -129,10 +133,10 @@ def main() -> None:
         upstream.join()
     by = {(name, c): ms for name, c, ms in rows}
     print(f"{'transport':<16}" + "".join(f"{'c=' + str(c):>14}" for c in args.concurrency))
-    for name in ("httpx default", "httpx-aiohttp", "aiohttp alone"):
-        print(f"{name:<16}" + "".join(f"{by[(name, c)]:>11.3f} ms" for c in args.concurrency))
-    print(f"{'ratio':<16}" + "".join(
-        f"{by[('httpx default', c)] / by[('httpx-aiohttp', c)]:>12.1f} x" for c in args.concurrency))
+    for name in dict.fromkeys(name for name, _, _ in rows):
+        print(f"{name:<18}" + "".join(f"{by[(name, c)]:>11.3f} ms" for c in args.concurrency))
+    print(f"{'ratio':<18}" + "".join(
+        f"{by[('httpx default', c)] / by[('gateway (aiohttp)', c)]:>12.1f} x" for c in args.concurrency))
     print(f"CPU ms per request in the client process, {args.requests} requests per cell")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import String, and_, cast, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -150,7 +151,7 @@ def _bucket_bounds(dialect: str, start: datetime, step: timedelta, count: int): 
     if dialect == "sqlite":
         # UTCDateTime stores naive UTC text ('YYYY-MM-DD HH:MM:SS.ffffff'); datetime() writes the same
         # prefix without the fraction, which sorts before any stored value of that second.
-        base = literal(start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+        base: Any = literal(start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
 
         def at(offset):  # type: ignore[no-untyped-def]
             return func.datetime(base, literal("+").op("||")(cast(offset * seconds, String)).op("||")(" seconds"))

@@ -22,12 +22,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from datasources.db.models import Account, CreditLease
+from datasources.db.tables import ACCOUNTS, LEASES
 from datasources.errors import InsufficientBalance, NotFound
 from datasources.instances import Instance
 from datasources.money import price
@@ -190,27 +191,28 @@ class CreditBook:
             # Writing the row first makes this transaction its writer (a row lock on PostgreSQL, the
             # write lock on SQLite): what is available cannot change before the lease below.
             row = (await session.execute(
-                update(Account).where(Account.id == lease.account_id).values(held=Account.held)
-                .returning(Account.balance, Account.held)
+                update(ACCOUNTS).where(ACCOUNTS.c.id == lease.account_id).values(held=ACCOUNTS.c.held)
+                .returning(ACCOUNTS.c.balance, ACCOUNTS.c.held)
             )).one_or_none()
             if row is None:
                 raise NotFound(f"account {lease.account_id} not found")
             amount = self._block(lease, hold, row.balance - row.held)
             if amount is None or amount <= 0:
                 return
-            await session.execute(update(Account).where(Account.id == lease.account_id)
-                                  .values(held=Account.held + amount))
+            await session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == lease.account_id)
+                                  .values(held=ACCOUNTS.c.held + amount))
             expires = self.instance.expiry()
             renewed = None
             if lease.lease_id is not None:
                 renewed = (await session.execute(
-                    update(CreditLease).where(CreditLease.id == lease.lease_id)
-                    .values(amount=CreditLease.amount + amount, expires_at=expires).returning(CreditLease.id)
+                    update(LEASES).where(LEASES.c.id == lease.lease_id)
+                    .values(amount=LEASES.c.amount + amount, expires_at=expires).returning(LEASES.c.id)
                 )).scalar_one_or_none()
             if renewed is None:
-                lease.lease_id = (await session.execute(insert(CreditLease).values(
+                lease.lease_id = (await session.execute(insert(LEASES).values(
                     account_id=lease.account_id, instance_id=self.instance.id, amount=amount, expires_at=expires,
-                ).returning(CreditLease.id))).scalar_one()
+                    created_at=datetime.now(UTC),
+                ).returning(LEASES.c.id))).scalar_one()
         self.round_trips += 1
         lease.amount += amount
 
@@ -228,12 +230,15 @@ class CreditBook:
             if lease.lease_id is None:
                 return
             async with self.sessionmaker() as session, session.begin():
+                await session.execute(  # the account row first (its writer, everywhere), then the lease
+                    update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(held=ACCOUNTS.c.held)
+                )
                 amount = (await session.execute(
-                    delete(CreditLease).where(CreditLease.id == lease.lease_id).returning(CreditLease.amount)
+                    delete(LEASES).where(LEASES.c.id == lease.lease_id).returning(LEASES.c.amount)
                 )).scalar_one_or_none()
                 if amount:  # None: the sweeper took it already
-                    await session.execute(update(Account).where(Account.id == account_id)
-                                          .values(held=Account.held - amount))
+                    await session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id)
+                                          .values(held=ACCOUNTS.c.held - amount))
             self.round_trips += 1
 
     async def renew(self) -> None:
@@ -241,8 +246,8 @@ class CreditBook:
         holds nothing any more: the next hold leases afresh."""
         async with self.sessionmaker() as session, session.begin():
             alive = set((await session.execute(
-                update(CreditLease).where(CreditLease.instance_id == self.instance.id)
-                .values(expires_at=self.instance.expiry()).returning(CreditLease.id)
+                update(LEASES).where(LEASES.c.instance_id == self.instance.id)
+                .values(expires_at=self.instance.expiry()).returning(LEASES.c.id)
             )).scalars())
         for lease in self.leases.values():
             if lease.lease_id is not None and lease.lease_id not in alive:
@@ -272,5 +277,5 @@ class CreditBook:
 
 async def leased(session: AsyncSession, account_id: int) -> Decimal:
     """What every process's leases on the account hold (part of `accounts.held`)."""
-    rows = (await session.execute(select(CreditLease.amount).where(CreditLease.account_id == account_id))).scalars()
+    rows = (await session.execute(select(LEASES.c.amount).where(LEASES.c.account_id == account_id))).scalars()
     return sum(rows, ZERO)

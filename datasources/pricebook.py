@@ -130,6 +130,9 @@ class Catalog:
 
     def find_model(self, text: str) -> ModelRow:
         """A model by canonical slug or any spelling the identity rules know (`openai/gpt-4o-mini`)."""
+        found = self.model_by_slug.get(text.strip().lower())  # the canonical slug: no rules to run
+        if found is not None:
+            return found
         for slug in model_slugs(text):
             if slug in self.model_by_slug:
                 return self.model_by_slug[slug]
@@ -249,11 +252,21 @@ class PriceBook:
         self.sessionmaker = sessionmaker
         self.broker = broker
         self.check_seconds = check_seconds
-        self.catalog = Catalog((), (), ())
+        self._catalog = Catalog((), (), ())
+        self.version = 0  # moves with every new snapshot (what caches of answers key on)
         self.reloads = 0
         self._stale = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    @catalog.setter
+    def catalog(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.version += 1
 
     async def start(self) -> None:
         await self.reload()

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.db.models import RequestCounter
+from datasources.db.tables import COUNTERS
 from datasources.errors import QuotaExceeded
 from datasources.plans import PlanRules, Window
 
@@ -197,12 +198,11 @@ class QuotaBook:
 async def _increment(session: AsyncSession, subject: str, bucket: datetime, by: int) -> int:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(RequestCounter).values(subject=subject, window_start=bucket, requests=by)
+    statement = insert(COUNTERS).values(subject=subject, window_start=bucket, count=by)
     statement = statement.on_conflict_do_update(
-        index_elements=[RequestCounter.subject, RequestCounter.window_start],
-        set_={"count": RequestCounter.requests + by},
+        index_elements=[COUNTERS.c.subject, COUNTERS.c.window_start], set_={"count": COUNTERS.c.count + by},
     )
-    return (await session.execute(statement.returning(RequestCounter.requests))).scalar_one()
+    return (await session.execute(statement.returning(COUNTERS.c.count))).scalar_one()
 
 
 async def lease_requests(

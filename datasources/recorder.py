@@ -22,19 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.credit import ZERO, CreditBook
-from datasources.db.models import Account, BalanceTransaction, CreditLease, UsageRecord, UsageState
+from datasources.db.models import UsageState
+from datasources.db.tables import ACCOUNTS, LEASES, LEDGER, RECORDS
 from datasources.events import BalanceChanged, Broker, Event, UsageRecorded
 
 log = logging.getLogger("pricegraph.recorder")
 
 MAX_BATCH = 500
-RECORDS = cast(Table, UsageRecord.__table__)  # many rows at once: Core statements, no ORM objects
 
 
 @dataclass
@@ -185,7 +184,7 @@ class Recorder:
         async with self.sessionmaker() as session, session.begin():
             ids = dict(self.ids)
             if pending:
-                rows = (await session.execute(insert(UsageRecord).returning(UsageRecord.id, UsageRecord.request_id), [
+                rows = (await session.execute(insert(RECORDS).returning(RECORDS.c.id, RECORDS.c.request_id), [
                     {"account_id": p.account_id, "api_key_id": p.api_key_id, "model_slug": p.model_slug,
                      "provider_slug": p.provider_slug, "endpoint": p.endpoint, "prompt_tokens": 0,
                      "completion_tokens": 0, "cost": ZERO, "status": 0, "key_source": p.key_source,
@@ -256,30 +255,41 @@ class Recorder:
 
     async def _charge(self, session: AsyncSession, account_id: int, items: list[Finished], ids: dict[str, int],
                       events: list[Event], charged: dict[int, Decimal]) -> None:
-        # The account row first: this transaction becomes its writer, so nothing moves under the charge.
-        await session.execute(update(Account).where(Account.id == account_id).values(held=Account.held))
         from_lease = sum((f.from_lease for f in items), ZERO)
-        lease = self.credit.leases.get(account_id)
-        if from_lease and not (lease is not None and lease.lease_id is not None and (await session.execute(
-            update(CreditLease).where(CreditLease.id == lease.lease_id, CreditLease.amount >= from_lease)
-            .values(amount=CreditLease.amount - from_lease).returning(CreditLease.id)
-        )).scalar_one_or_none() is not None):
-            log.warning("account %s: the lease these charges were held on is gone; charging what is available",
-                        account_id)
-            items = [replace(f, from_lease=ZERO, beyond=f.beyond + f.from_lease) for f in items]
-            from_lease = ZERO
-        if from_lease:
-            await session.execute(update(Account).where(Account.id == account_id)
-                                  .values(balance=Account.balance - from_lease, held=Account.held - from_lease))
-            charged[account_id] += from_lease
+        balance: Decimal | None = None
+        if from_lease:  # the account row first (its writer, everywhere), then the lease
+            balance = (await session.execute(
+                update(ACCOUNTS).where(ACCOUNTS.c.id == account_id)
+                .values(balance=ACCOUNTS.c.balance - from_lease, held=ACCOUNTS.c.held - from_lease)
+                .returning(ACCOUNTS.c.balance)
+            )).scalar_one()
+            lease = self.credit.leases.get(account_id)
+            taken = lease is not None and lease.lease_id is not None and (await session.execute(
+                update(LEASES).where(LEASES.c.id == lease.lease_id, LEASES.c.amount >= from_lease)
+                .values(amount=LEASES.c.amount - from_lease).returning(LEASES.c.id)
+            )).scalar_one_or_none() is not None
+            if taken:
+                charged[account_id] += from_lease
+            else:  # the lease these were held on is gone (taken for dead): undo, charge what is available
+                log.warning("account %s: the lease of these charges is gone; charging what is available", account_id)
+                await session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(
+                    balance=ACCOUNTS.c.balance + from_lease, held=ACCOUNTS.c.held + from_lease))
+                items = [replace(f, from_lease=ZERO, beyond=f.beyond + f.from_lease) for f in items]
+                balance = None
         beyond = sum((f.beyond for f in items), ZERO)
-        if beyond and (await session.execute(  # more than was held: from what is available, if it covers it
-            update(Account).where(Account.id == account_id, Account.balance - Account.held >= beyond)
-            .values(balance=Account.balance - beyond).returning(Account.id)
-        )).scalar_one_or_none() is None:
-            log.warning("account %s: %s USD beyond its holds was not covered and is not charged", account_id, beyond)
-            items = [replace(f, beyond=ZERO) for f in items]
-        balance = (await session.execute(select(Account.balance).where(Account.id == account_id))).scalar_one()
+        if beyond:  # more than was held: from what the account has available, if it covers it
+            covered = (await session.execute(
+                update(ACCOUNTS).where(ACCOUNTS.c.id == account_id, ACCOUNTS.c.balance - ACCOUNTS.c.held >= beyond)
+                .values(balance=ACCOUNTS.c.balance - beyond).returning(ACCOUNTS.c.balance)
+            )).scalar_one_or_none()
+            if covered is None:
+                log.warning("account %s: %s USD beyond its holds was not covered and is not charged",
+                            account_id, beyond)
+                items = [replace(f, beyond=ZERO) for f in items]
+            else:
+                balance = covered
+        if balance is None:
+            balance = (await session.execute(select(ACCOUNTS.c.balance).where(ACCOUNTS.c.id == account_id))).scalar_one()
         after = balance
         rows = []
         for f in reversed(items):
@@ -289,8 +299,7 @@ class Recorder:
             after += f.from_lease + f.beyond
         rows.reverse()
         inserted = (await session.execute(
-            insert(BalanceTransaction).returning(BalanceTransaction.id, BalanceTransaction.amount,
-                                                 BalanceTransaction.balance_after, BalanceTransaction.created_at),
+            insert(LEDGER).returning(LEDGER.c.id, LEDGER.c.amount, LEDGER.c.balance_after, LEDGER.c.created_at),
             rows,
         )).all()
         for transaction_id, amount, balance_after, created_at in inserted:

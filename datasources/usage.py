@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from datasources import ledger
 from datasources.db.models import Account, ApiKey, BalanceTransaction, Money, UsageRecord
@@ -325,7 +326,7 @@ async def totals(session: AsyncSession, scope: Scope) -> Totals:
 
 
 async def _grouped(
-    session: AsyncSession, scope: Scope, column: ColumnElement[Any], limit: int | None
+    session: AsyncSession, scope: Scope, column: ColumnElement[Any] | InstrumentedAttribute[Any], limit: int | None
 ) -> Page[Group]:
     """One GROUP BY: the most expensive first (then the most requests, then by name)."""
     key = column.label("key")
@@ -376,7 +377,7 @@ def _utc_day(dialect: str) -> ColumnElement[str]:
 
 async def by_day(session: AsyncSession, scope: Scope, limit: int | None = None) -> Page[Group]:
     """Usage per UTC day with any usage, oldest first; a limit keeps the most recent days."""
-    day = _utc_day(session.bind.dialect.name)
+    day = _utc_day(session.get_bind().dialect.name)
     statement = (
         select(day.label("key"), *_totals_columns()).where(*scope.conditions())
         .group_by(day).order_by(day.desc())

@@ -43,7 +43,10 @@ async def _events(context: Context, accepts: Callable[[Event], bool]) -> AsyncGe
     limits = ws.app.state.ws_limits
     listener = context.broker.listen(accepts, limits.queue_size)
     slow = f"slow consumer: fell more than {limits.queue_size} events behind"
-    listener.on_overflow = lambda: asyncio.get_running_loop().create_task(close(ws, CLOSE_SLOW_CONSUMER, slow))
+    def cut_off() -> None:
+        asyncio.get_running_loop().create_task(close(ws, CLOSE_SLOW_CONSUMER, slow))
+
+    listener.on_overflow = cut_off
     try:
         while True:
             try:

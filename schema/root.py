@@ -108,18 +108,18 @@ class Mutation:
 
 @strawberry.type
 class Subscription:
-    price_changed: PriceTick = strawberry.subscription(
+    price_changed: PriceTick = strawberry.subscription(  # type: ignore[assignment]
         resolver=subscriptions.price_changed,
         description="Each committed price change, filtered by model, provider and size of the move (percent).",
     )
-    offer_status_changed: OfferStatusChange = strawberry.subscription(
+    offer_status_changed: OfferStatusChange = strawberry.subscription(  # type: ignore[assignment]
         resolver=subscriptions.offer_status_changed,
         description="Offers moving between live, stale and unavailable.",
     )
-    usage_recorded: UsageEvent = strawberry.subscription(
+    usage_recorded: UsageEvent = strawberry.subscription(  # type: ignore[assignment]
         resolver=usage_resolvers.usage_recorded, description="Each metered request of the caller's account."
     )
-    balance_changed: BalanceEvent = strawberry.subscription(
+    balance_changed: BalanceEvent = strawberry.subscription(  # type: ignore[assignment]
         resolver=usage_resolvers.balance_changed, description="Each change of the caller's balance."
     )
 
@@ -159,5 +159,5 @@ schema = Schema(
         Guard,
         Pacing,
     ],
-    config=StrawberryConfig(scalar_map={**USAGE_SCALARS}),
+    config=StrawberryConfig(scalar_map={**USAGE_SCALARS}),  # type: ignore[dict-item]
 )

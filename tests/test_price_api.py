@@ -316,3 +316,26 @@ def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:
     history = {p["name"]: p for p in spec["paths"]["/history"]["get"]["parameters"]}
     assert history["model"]["required"] and history["provider"]["required"]
     assert history["days"]["schema"]["default"] == 30
+
+
+def test_repeated_reads_come_from_the_cache_until_a_price_moves(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_TOKEN", "operator-token-for-the-cache-test")
+    ip = "203.0.113.91"
+
+    def read() -> httpx.Response:
+        return api.get("/prices", ip=ip, model="mixtral-8x7b", provider="together")
+
+    first, second = read(), read()
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert first.content == second.content
+    assert int(second.headers["x-ratelimit-remaining"]) == int(first.headers["x-ratelimit-remaining"]) - 1
+    mutation = """mutation { recordPrices(prices: [{model: "mixtral-8x7b", provider: "together",
+                  inputPer1m: "0.5555", outputPer1m: "0.6666"}]) { unchanged } }"""
+    recorded = httpx.post(f"{api.base}/graphql", json={"query": mutation},
+                          headers={"Authorization": "Bearer operator-token-for-the-cache-test"}).json()
+    assert "errors" not in recorded, recorded
+    after = read()
+    assert after.headers["x-cache"] == "miss"  # the price event retired the entry
+    moved = after.json()
+    assert {(p["input_per_1m"], p["output_per_1m"]) for p in moved["prices"]} == {(0.5555, 0.6666)}
+    assert read().headers["x-cache"] == "hit"

@@ -298,8 +298,8 @@ def _canonical(provider: str, model_id: str) -> tuple[str, str] | None:
     if not raw or raw.lower().startswith(SKIP_PREFIXES):
         return None
     variants: list[str] = []
-    name, tag = _split_tag(raw)
-    name = _strip_path(name, variants)
+    whole, tag = _split_tag(raw)
+    name = _strip_path(whole, variants)
     if name is None:
         return None
     name = _strip_vendor(name, variants)

@@ -47,7 +47,7 @@ async def import_file(
 async def ensure_seed(sessionmaker: async_sessionmaker[AsyncSession]) -> IngestResult | None:
     """Load the shipped catalog into an empty database; do nothing when offers exist."""
     async with sessionmaker() as session, session.begin():
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_SEED_LOCK})
         if (await session.execute(select(exists().where(Offer.id.isnot(None))))).scalar():
             return None

@@ -28,6 +28,7 @@ import json
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from datasources.catalog.entries import CatalogFormatError, ModelIdentity, OfferEntry
 from datasources.catalog.identity import resolve_offer
@@ -62,6 +63,10 @@ SKIPPED_TAGS = frozenset({"free"})
 # --------------------------------------------------------------------------------------------
 
 
+
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
 def parse_openrouter(data: object, path: str) -> list[OfferEntry]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise CatalogFormatError(path, None, 'top level is not an object with a "data" list')
@@ -85,8 +90,8 @@ def _model_offer(model: object, index: int, path: str) -> OfferEntry | None:
     found = resolve_offer("openrouter", model_id)
     if found is None or found.variant in SKIPPED_TAGS or OPEN_WEIGHT_SLUGS.match(found.model.slug):
         return None
-    top = model.get("top_provider") if isinstance(model.get("top_provider"), dict) else {}
-    architecture = model.get("architecture") if isinstance(model.get("architecture"), dict) else {}
+    top = _table(model.get("top_provider"))
+    architecture = _table(model.get("architecture"))
     return OfferEntry(
         provider=provider,
         model=found.model,
@@ -150,7 +155,7 @@ def _endpoint_offer(
     provider, suffix = ENDPOINT_OVERRIDES.get(source_slug) or split_provider_variant(source_slug)
     if prices is None or provider is None or endpoint.get("is_disabled") is True:
         return None
-    inner = endpoint.get("model") if isinstance(endpoint.get("model"), dict) else {}
+    inner = _table(endpoint.get("model"))
     return OfferEntry(
         provider=provider,
         model=model,

@@ -20,6 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datasources.sources.base import Source, is_url
 from datasources.sources.file import FORMATS, PriceFile
@@ -87,7 +88,7 @@ class SourcesConfig:
         return config
 
     def build(self) -> list[Source | Replay]:
-        timing = {"interval": self.interval, "stale_after": self.stale_after, "timeout": self.timeout}
+        timing: dict[str, Any] = {"interval": self.interval, "stale_after": self.stale_after, "timeout": self.timeout}
         sources: list[Source | Replay] = []
         for kind in self.kinds:
             if kind == "openrouter":

@@ -16,7 +16,7 @@ ERROR_LIMIT = 1000
 
 
 async def _upsert(session: AsyncSession, name: str, values: dict[str, Any]) -> None:
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(PriceSource).values({"name": name, "offers": 0, **values})
     if values:
         statement = statement.on_conflict_do_update(index_elements=[PriceSource.name], set_=values)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
+import aiohttp
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
@@ -46,19 +47,26 @@ MAX_BODY = 32 * 1024 * 1024  # images travel inline as base64
 RECORD_TIMEOUT = 10.0  # seconds an answer may wait for its pending usage record to be committed
 
 
+def _request_ids() -> Iterator[str]:
+    """Unique across processes (a random prefix per process) and cheap: no system call per request."""
+    prefix = "req_" + secrets.token_hex(6)
+    return (f"{prefix}{n:012x}" for n in itertools.count(1))
+
+
 @dataclass
 class Gateway:
     """What the gateway keeps for the life of the app (`app.state.gateway`); the money and the keys it
     works with are the app's (`keys`, `quotas`, `credit`, `recorder`, `book`)."""
 
     config: GatewayConfig
-    client: httpx.AsyncClient
+    client: aiohttp.ClientSession
     health: Health
     keys: KeyTable
     quotas: QuotaBook
     credit: CreditBook
     recorder: Recorder
     book: PriceBook
+    request_ids: Iterator[str] = field(default_factory=lambda: _request_ids())
 
     @classmethod
     def start(cls, config: GatewayConfig, state: Any) -> Gateway:
@@ -66,7 +74,7 @@ class Gateway:
                    state.keys, state.quotas, state.credit, state.recorder, state.book)
 
     async def stop(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
 def install(app: Starlette, config: GatewayConfig | None = None) -> None:
@@ -114,7 +122,7 @@ class Exchange:
     receive: Receive
     send: Send
     gateway: Gateway
-    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(12))
+    request_id: str
     started: float = field(default_factory=time.monotonic)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     principal: Principal | None = None
@@ -155,7 +163,8 @@ class ChatCompletions:
     """OpenAI's `POST /chat/completions`, routed: a pure ASGI application."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = Exchange(scope, receive, send, scope["app"].state.gateway)
+        gateway: Gateway = scope["app"].state.gateway
+        exchange = Exchange(scope, receive, send, gateway, next(gateway.request_ids))
         try:
             await self.handle(exchange)
         except GatewayError as exc:
@@ -384,7 +393,7 @@ class ChatCompletions:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
         except TimeoutError:
             cut = f"{candidate.slug} did not finish the stream within {candidate.provider.timeouts.total:g} s"
-        except httpx.TransportError as exc:
+        except forward.TransportError as exc:
             cut = f"{candidate.slug} cut the stream short ({type(exc).__name__})"
         tail = forward.scan_end(state)
         if cut is None and not state.done and not state.finished and state.usage is None:

@@ -1,4 +1,4 @@
-"""Calling one provider: the shared httpx client on an aiohttp transport, one attempt with its
+"""Calling one provider: the shared aiohttp client, one attempt with its
 first-byte and total deadlines, the answer's classification (success, fall back, or relay the
 refusal), SSE passthrough, and the `_coaxiom` block.
 
@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from httpx_aiohttp import AiohttpTransport
+import aiohttp
 
 from routing.gateway.errors import GatewayError
 from routing.gateway.health import parse_retry_after
@@ -32,12 +31,15 @@ BREAKER_STATUSES = frozenset({408, 500, 502, 503, 504})
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 
 
-def make_client(max_connections: int = 1000) -> httpx.AsyncClient:
-    """The one upstream client of a process: httpx's API over aiohttp's faster HTTP/1.1 machinery."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                          keepalive_expiry=30.0)
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False),
-                             timeout=httpx.Timeout(None, connect=5.0), follow_redirects=False)
+def make_client(max_connections: int = 1000) -> aiohttp.ClientSession:
+    """The one upstream client of a process: aiohttp's HTTP/1.1 keep-alive pool, no cookies, no redirects."""
+    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30.0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                 auto_decompress=False, trust_env=False,
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0))
+
+
+TransportError = (aiohttp.ClientError, OSError)  # a connection refused, reset or cut short
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Opened:
     """A 2xx answer whose first bytes arrived: from here on there is no fallback."""
 
     candidate: Candidate
-    response: httpx.Response
+    response: aiohttp.ClientResponse
     chunks: AsyncIterator[bytes]
     first: bytes
     started: float
@@ -76,8 +78,8 @@ def upstream_body(body: dict[str, Any], candidate: Candidate, stream: bool) -> b
     out = {k: v for k, v in body.items() if k != "provider"}
     out["model"] = candidate.provider_model_id
     if stream:
-        options = out.get("stream_options") if isinstance(out.get("stream_options"), dict) else {}
-        out["stream_options"] = {**options, "include_usage": True}
+        options = out.get("stream_options")
+        out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -92,34 +94,33 @@ def _headers(candidate: Candidate, stream: bool, request_id: str) -> dict[str, s
 
 
 async def open_attempt(
-    client: httpx.AsyncClient, candidate: Candidate, payload: bytes, stream: bool, request_id: str
+    client: aiohttp.ClientSession, candidate: Candidate, payload: bytes, stream: bool, request_id: str
 ) -> Opened | Failure | GatewayError:
     """Send, and wait for the first byte of the answer within the first-byte deadline."""
     timeouts = candidate.provider.timeouts
-    request = client.build_request(
-        "POST", candidate.provider.chat_url(), content=payload, headers=_headers(candidate, stream, request_id),
-        timeout=httpx.Timeout(None, connect=timeouts.connect),
-    )
     started = time.monotonic()
-    response: httpx.Response | None = None
+    response: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
-            response = await client.send(request, stream=True)
-            if not 200 <= response.status_code < 300:
+            response = await client.post(
+                candidate.provider.chat_url(), data=payload, headers=_headers(candidate, stream, request_id),
+                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+            )
+            if not 200 <= response.status < 300:
                 return await _refused(candidate, response)
-            chunks = response.aiter_raw()
+            chunks = response.content.iter_any()
             first = b""
             while not first:  # skip empty reads; an empty answer is a failure below
                 first = await anext(chunks, None)  # type: ignore[arg-type]
                 if first is None:
-                    await response.aclose()
-                    return Failure(candidate.slug, "empty answer", response.status_code)
+                    response.release()
+                    return Failure(candidate.slug, "empty answer", response.status)
         return Opened(candidate, response, chunks, first, started, time.monotonic())
     except TimeoutError:
         limit = min(timeouts.first_byte, timeouts.total)
         await _close(response)
         return Failure(candidate.slug, f"timeout: no first byte within {limit:g} s")
-    except httpx.TransportError as exc:
+    except TransportError as exc:
         await _close(response)
         return Failure(candidate.slug, f"connection failed ({type(exc).__name__})")
     except BaseException:
@@ -127,10 +128,14 @@ async def open_attempt(
         raise
 
 
-async def _close(response: httpx.Response | None) -> None:
+async def _close(response: aiohttp.ClientResponse | None) -> None:
+    """Give the connection back; one whose answer was not read to the end is closed instead."""
     if response is not None:
         try:
-            await response.aclose()
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
         except Exception:  # noqa: BLE001 - closing a broken connection
             pass
 
@@ -146,19 +151,19 @@ def _message(data: Any) -> tuple[str | None, Any]:
     return None, None
 
 
-async def _refused(candidate: Candidate, response: httpx.Response) -> Failure | GatewayError:
+async def _refused(candidate: Candidate, response: aiohttp.ClientResponse) -> Failure | GatewayError:
     """A non-2xx answer: fall back (429, 5xx, ...) or relay it (400, 401, 402, ...)."""
-    status = response.status_code
+    status = response.status
     try:
         raw = b""
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             raw += chunk
             if len(raw) > MAX_ERROR_BODY:
                 break
-    except httpx.TransportError:
+    except TransportError:
         pass
     finally:
-        await response.aclose()
+        await _close(response)
     try:
         message, code = _message(json.loads(raw))
     except ValueError:
@@ -214,7 +219,7 @@ async def read_answer(opened: Opened) -> Answer | Failure:
                 parts.append(chunk)
     except TimeoutError:
         return Failure(candidate.slug, f"timeout: answer not complete within {candidate.provider.timeouts.total:g} s")
-    except httpx.TransportError as exc:
+    except TransportError as exc:
         return Failure(candidate.slug, f"answer cut short ({type(exc).__name__})")
     finally:
         await _close(opened.response)
@@ -222,9 +227,9 @@ async def read_answer(opened: Opened) -> Answer | Failure:
     try:
         data = json.loads(raw)
     except ValueError:
-        return Failure(candidate.slug, "the answer is not JSON", opened.response.status_code)
+        return Failure(candidate.slug, "the answer is not JSON", opened.response.status)
     if not isinstance(data, dict):
-        return Failure(candidate.slug, "the answer is not a JSON object", opened.response.status_code)
+        return Failure(candidate.slug, "the answer is not a JSON object", opened.response.status)
     counter = CompletionCounter()
     for choice in data.get("choices") or []:
         if isinstance(choice, dict):

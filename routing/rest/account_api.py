@@ -14,7 +14,7 @@ from datasources.errors import NotFound
 from datasources.money import ONE_MILLION
 from datasources.plans import Feature
 from datasources.pricebook import ModelRow, ProviderRow
-from routing.rest.endpoint import Call, endpoint
+from routing.rest.endpoint import Call, catalog_endpoint
 
 
 def _per_token(per_1m: Any) -> str:
@@ -65,7 +65,7 @@ def model_entry(model: ModelRow, rows: Sequence[prices.PriceRow], pinned: Provid
     }
 
 
-@endpoint
+@catalog_endpoint
 async def list_models(call: Call) -> dict[str, Any]:
     await call.admit(Feature.MODELS)
     catalog = call.catalog
@@ -77,7 +77,7 @@ async def list_models(call: Call) -> dict[str, Any]:
     return {"object": "list", "data": [model_entry(m, by_model[m.id]) for m in models if by_model[m.id]]}
 
 
-@endpoint
+@catalog_endpoint
 async def retrieve_model(call: Call) -> dict[str, Any]:
     """`/v1/models/{id}`: a bare slug, or `provider/model` for one provider's offer of it."""
     model_id: str = call.request.path_params["model_id"]

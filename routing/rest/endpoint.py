@@ -110,15 +110,38 @@ async def principal_for(request: Request) -> Principal:
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate, let the handler parse and admit, answer JSON; domain errors become their status."""
+    return _endpoint(handler, cached=False)
 
+
+def catalog_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint whose answer follows from the catalog alone: answered again from the response cache
+    (`routing.cache`) until the catalog changes, its quota still counted."""
+    return _endpoint(handler, cached=True)
+
+
+def _endpoint(handler: Handler, cached: bool) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         call: Call | None = None
         try:
             call = Call(request, await principal_for(request), request.app.state.sessionmaker)
+            if cached:
+                state = request.app.state
+                key = (request.url.path, tuple(request.query_params.multi_items()), call.principal.plan)
+                version = state.book.version
+                hit = state.response_cache.get(key, version)
+                if hit is not None:  # the same question from the same plan answered before: only the quota
+                    await call.admit(None)
+                    assert call.admission is not None
+                    return Response(hit, media_type="application/json",
+                                    headers={**limits.rate_limit_headers(call.admission), "X-Cache": "hit"})
             body = await handler(call)
             if call.admission is None:
                 raise RuntimeError(f"{handler.__name__} answered without admitting the request")
-            return JSON(body, headers=limits.rate_limit_headers(call.admission))
+            headers = limits.rate_limit_headers(call.admission)
+            response = JSON(body, headers={**headers, "X-Cache": "miss"} if cached else headers)
+            if cached:
+                state.response_cache.put(key, version, bytes(response.body))
+            return response
         except errors.DomainError as exc:
             admitted = call.admission if call is not None and call.admission is not None else None
             return error_for(exc, limits.rate_limit_headers(admitted) if admitted else None)

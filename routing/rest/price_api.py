@@ -16,7 +16,7 @@ from datasources.db.models import OfferStatus
 from datasources.errors import BadInput
 from datasources.plans import Feature
 from datasources.pricebook import Catalog, ModelRow, ProviderRow
-from routing.rest.endpoint import JSON, Call, endpoint
+from routing.rest.endpoint import JSON, Call, catalog_endpoint, endpoint
 from routing.rest.openapi import document
 
 INTERVALS = {"1d": Interval.DAY, "1h": Interval.HOUR}
@@ -51,7 +51,7 @@ def price_object(row: prices.PriceRow) -> dict[str, Any]:
     }
 
 
-@endpoint
+@catalog_endpoint
 async def get_prices(call: Call) -> dict[str, Any]:
     model_text, provider_text = call.text("model"), call.text("provider")
     await call.admit(Feature.PRICES)
@@ -107,7 +107,7 @@ async def get_history(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint
+@catalog_endpoint
 async def get_compare(call: Call) -> dict[str, Any]:
     raw = call.text("models", required=True)
     assert raw is not None
@@ -150,7 +150,7 @@ def model_object(model: ModelRow, provider_count: int) -> dict[str, Any]:
     }
 
 
-@endpoint
+@catalog_endpoint
 async def get_models(call: Call) -> dict[str, Any]:
     family, provider_text = call.text("family"), call.text("provider")
     await call.admit(Feature.MODELS)
@@ -179,7 +179,7 @@ def provider_object(catalog: Catalog, provider: ProviderRow) -> dict[str, Any]:
     }
 
 
-@endpoint
+@catalog_endpoint
 async def get_providers(call: Call) -> dict[str, Any]:
     await call.admit(Feature.PROVIDERS)
     catalog = call.catalog

@@ -1,0 +1,15 @@
+"""The tables as SQLAlchemy Core sees them, for statements on hot rows (no ORM objects, no unit of work)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from datasources.db.models import Account, BalanceTransaction, CreditLease, RequestCounter, UsageRecord
+
+ACCOUNTS = cast(Table, Account.__table__)
+LEDGER = cast(Table, BalanceTransaction.__table__)
+LEASES = cast(Table, CreditLease.__table__)
+COUNTERS = cast(Table, RequestCounter.__table__)
+RECORDS = cast(Table, UsageRecord.__table__)
