@@ -92,7 +92,8 @@ class CreditBook:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._give_back_idle()), asyncio.create_task(self._renew_forever())]
+        self._tasks = [asyncio.create_task(self._give_back_idle(), name="pricegraph: idle leases"),
+                       asyncio.create_task(self._renew_forever(), name="pricegraph: lease renewal")]
 
     async def stop(self) -> None:
         """Give every lease back (after the recorder has settled what was charged against them)."""

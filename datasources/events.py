@@ -276,7 +276,7 @@ class PostgresBroker(MemoryBroker):
                                   {"channel": CHANNEL, "payload": payload})
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever())
+        self._task = asyncio.create_task(self._listen_forever(), name="pricegraph: listen")
         await asyncio.wait_for(self._ready.wait(), timeout=30)
 
     async def stop(self) -> None:

@@ -38,7 +38,7 @@ class Instance:
         now = datetime.now(UTC)
         async with self.sessionmaker() as session, session.begin():
             await session.execute(insert(ServerInstance).values(id=self.id, started_at=now, expires_at=self.expiry()))
-        self._task = asyncio.create_task(self._renew_forever())
+        self._task = asyncio.create_task(self._renew_forever(), name="pricegraph: instance renewal")
 
     async def stop(self) -> None:
         """After the process has given its leases back: its row goes too."""

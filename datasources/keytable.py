@@ -64,7 +64,7 @@ class KeyTable:
     async def start(self) -> None:
         await self.reload()
         self.broker.watch(self.apply)
-        self._task = asyncio.create_task(self._keep_current())
+        self._task = asyncio.create_task(self._keep_current(), name="pricegraph: key table")
 
     async def stop(self) -> None:
         self.broker.unwatch(self.apply)

@@ -95,7 +95,7 @@ class QuotaBook:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._give_back_idle())
+        self._task = asyncio.create_task(self._give_back_idle(), name="pricegraph: idle quotas")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -106,7 +106,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        self._task = asyncio.create_task(self._run(), name="pricegraph: recorder")
 
     async def stop(self) -> None:
         """Write everything queued, then stop."""

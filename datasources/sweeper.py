@@ -55,7 +55,7 @@ class Sweeper:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sweeper")
+        self._task = asyncio.create_task(self._run(), name="pricegraph: sweeper")
 
     async def stop(self) -> None:
         if self._task is not None:

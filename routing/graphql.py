@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -9,14 +10,15 @@ from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types.execution import ExecutionResult
 
 from datasources.errors import DomainError
-from routing import websocket
+from routing import limits, websocket
 from routing.auth import authenticate
 from routing.encoding import TooLarge, dismantle, encode, estimated_cost
 from schema.context import Context
+from schema.guard import CACHEABLE
 from schema.limits import GraphQLLimits
 from schema.pacing import LARGE, LARGE_ANSWERS, Pacer
 
@@ -29,6 +31,17 @@ class _Encoded(dict):  # type: ignore[type-arg]
 
 class RequestTooLarge(Exception):
     pass
+
+
+class CachedAnswer(ExecutionResult):
+    """A catalog query asked before by the same plan: its answer's bytes, from the response cache."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(data=None, errors=None)
+        self.body = body
+
+
+CACHE_KEY = "pricegraph.cache_key"  # the request scope's (key, catalog version) while it may be cached
 
 
 def too_large_answer(error: TooLarge) -> dict[str, Any]:
@@ -95,7 +108,34 @@ class GraphQLApp(GraphQL[Context, None]):
             context.auth_error = exc
         return context
 
+    async def execute_operation(self, request: Any, request_adapter: Any, request_data: Any, context: Context,
+                                root_value: Any, sub_response: Any) -> Any:
+        """A catalog query (`schema.guard.cacheable`) asked again by the same plan is answered from the
+        response cache while the catalog is the same; its quota is counted all the same."""
+        if isinstance(request_data, GraphQLRequestData) and context.principal is not None and request_data.query:
+            state = request.app.state
+            key = ("graphql", request_data.query, json.dumps(request_data.variables, sort_keys=True, default=str),
+                   request_data.operation_name, context.principal.plan)
+            version = state.book.version
+            hit = state.response_cache.get(key, version)
+            if hit is not None:
+                try:
+                    admission = await limits.admit(state.quotas, context.principal)
+                except DomainError:
+                    pass  # answered (refused) by the operation itself
+                else:
+                    sub_response.headers.update(limits.rate_limit_headers(admission))
+                    sub_response.headers["X-Cache"] = "hit"
+                    return CachedAnswer(hit)
+            request.scope[CACHE_KEY] = (key, version)
+        return await super().execute_operation(request, request_adapter, request_data, context, root_value,
+                                               sub_response)
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if isinstance(result, CachedAnswer):
+            cached = _Encoded()
+            cached.body = result.body
+            return cached  # type: ignore[return-value]
         answer = await super().process_result(request, result)
         pacer: Pacer = request.app.state.pacer
         body = await encode_answer(dict(answer), pacer, request.app.state.graphql_limits)
@@ -104,6 +144,9 @@ class GraphQLApp(GraphQL[Context, None]):
         estimate = estimated_cost({"extensions": result.extensions})
         if data is not None and (estimate is None or estimate > LARGE):
             await dismantle(data, pacer)
+        keyed = request.scope.pop(CACHE_KEY, None)
+        if keyed is not None and request.scope.pop(CACHEABLE, False):
+            request.app.state.response_cache.put(keyed[0], keyed[1], body)
         encoded = _Encoded()
         encoded.body = body
         return encoded  # type: ignore[return-value]

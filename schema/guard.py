@@ -15,8 +15,8 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from graphql import DocumentNode, FieldNode, GraphQLError, OperationDefinitionNode
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
@@ -31,6 +31,9 @@ from schema import cost
 from schema.pacing import LARGE, LARGE_ANSWERS
 
 log = logging.getLogger("pricegraph.graphql")
+CACHEABLE = "pricegraph.cacheable"  # set on an HTTP request's scope when its answer may be cached
+CATALOG_ROOTS = frozenset({"models", "model", "providers", "provider", "prices", "compare", "__typename",
+                           "__schema", "__type"})
 REFUSALS = {"PAYMENT_REQUIRED", "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "QUERY_TOO_COMPLEX"}
 SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
 
@@ -85,6 +88,29 @@ def _refused(result: object) -> bool:
     answered = result.data is not None and any(value is not None for value in result.data.values())
     codes = {(error.extensions or {}).get("code") for error in result.errors}
     return not answered and codes <= REFUSALS
+
+
+def catalog_only(document: DocumentNode) -> bool:
+    """Whether every root field reads the catalog and no field anywhere is `candles`."""
+    roots: set[str] = set()
+    names: set[str] = set()
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            roots.update(s.name.value for s in definition.selection_set.selections if isinstance(s, FieldNode))
+            if any(not isinstance(s, FieldNode) for s in definition.selection_set.selections):
+                return False  # fragments at the root: not worth following
+        _field_names(definition, names)
+    return roots <= CATALOG_ROOTS and "candles" not in names
+
+
+def _field_names(node: Any, names: set[str]) -> None:
+    selection_set = getattr(node, "selection_set", None)
+    if selection_set is None:
+        return
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            names.add(selection.name.value)
+        _field_names(selection, names)
 
 
 class Guard(SchemaExtension):
@@ -147,11 +173,25 @@ class Guard(SchemaExtension):
         yield
         result = self.execution_context.result
         self._code(result)
+        self._mark_cacheable(result)
         if self.admission is not None and _refused(result):
             context = self.execution_context.context
             self.admission = limits.refund(context.quotas, self.admission)
             if isinstance(context.response, Response):
                 context.response.headers.update(limits.rate_limit_headers(self.admission))
+
+    def _mark_cacheable(self, result: object) -> None:
+        """A query of the catalog alone (no candles: history moves with the clock), answered without an
+        error, is the same answer for the same plan until the catalog changes."""
+        context = self.execution_context.context
+        request = getattr(context, "request", None)
+        if not isinstance(request, Request) or self.execution_context.operation_type is not OperationType.QUERY:
+            return
+        if not isinstance(result, (GraphQLExecutionResult, ExecutionResult)) or result.errors or result.data is None:
+            return
+        document = self.execution_context.graphql_document
+        if document is not None and catalog_only(document):
+            request.scope[CACHEABLE] = True
 
     def on_stream_result(self, result: object) -> Iterator[None]:
         self._code(result)

@@ -833,3 +833,21 @@ def test_remaining_goes_down_per_operation_whatever_it_answers(anon: Caller, acc
     assert _remaining(dev.caller.keyed(second).post("{ __typename }")) == 9997
     # operators are not metered
     assert _remaining(anon.keyed(ADMIN_TOKEN).post("{ __typename }")) is None
+
+
+def test_a_repeated_catalog_query_is_answered_from_the_cache_until_a_price_moves(anon: Caller, admin: Caller) -> None:
+    query = 'query ($m: String!) { model(slug: $m) { slug prices { provider { slug } inputPer1m } } }'
+    first, second = anon.post(query, m="gemma-2-9b"), anon.post(query, m="gemma-2-9b")
+    assert "x-cache" not in first.headers and second.headers["x-cache"] == "hit"
+    assert first.json() == second.json()
+    assert _remaining(second) == _remaining(first) - 1  # a cached answer still counts
+    other = anon.post(query, m="llama-3.3-70b")  # other variables: another question
+    assert "x-cache" not in other.headers
+    admin.data("""mutation { recordPrices(prices: [{model: "gemma-2-9b", provider: "fireworks",
+                  inputPer1m: "0.3131", outputPer1m: "0.3131"}]) { unchanged } }""")
+    moved = anon.post(query, m="gemma-2-9b")
+    assert "x-cache" not in moved.headers  # the price event retired the answer
+    fireworks = [p for p in moved.json()["data"]["model"]["prices"] if p["provider"]["slug"] == "fireworks"]
+    assert D("0.3131") in {D(p["inputPer1m"]) for p in fireworks}
+    personal = anon.post("{ me { id } }")
+    assert "x-cache" not in personal.headers and "x-cache" not in anon.post("{ me { id } }").headers

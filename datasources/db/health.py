@@ -25,7 +25,7 @@ class DatabaseProbe:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._probe_forever())
+        self._task = asyncio.create_task(self._probe_forever(), name="pricegraph: database probe")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -191,7 +191,7 @@ class Pollers:
             raise ValueError(f"price sources need distinct names: {', '.join(names)}")
         async with self.sessionmaker() as session, session.begin():
             await register(session, names)
-        self._task = asyncio.create_task(self._lead(), name="price pollers")
+        self._task = asyncio.create_task(self._lead(), name="pricegraph: price pollers")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -212,7 +212,7 @@ class Pollers:
                 await asyncio.sleep(self.retry)
                 continue
             log.info("polling %s", ", ".join(s.name for s in self.sources))
-            tasks = [asyncio.create_task(self._run(s), name=f"poll {s.name}") for s in self.sources]
+            tasks = [asyncio.create_task(self._run(s), name=f"pricegraph: poll {s.name}") for s in self.sources]
             self.polling = True
             try:
                 await self.leader.wait_lost()
