@@ -57,6 +57,7 @@ from routing.gateway.app import install as install_gateway
 from routing.gateway.providers import ProvidersFileError
 from routing.graphql import GraphQLApp
 from routing.rest import account_api, price_api, usage_api
+from schema.documents import DocumentCache
 from schema.limits import GraphQLLimits, LimitsConfigError
 from schema.pacing import Pacer
 from schema.root import schema
@@ -197,6 +198,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.pacer = Pacer()
     app.state.response_cache = ResponseCache()
+    app.state.documents = DocumentCache()
     app.state.graphql_limits = settings.graphql
     install_gateway(app)  # the OpenAI-compatible routes, ahead of the mounts; reads PROVIDERS_FILE
     return app

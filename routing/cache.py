@@ -3,15 +3,20 @@
 A key is what makes two reads the same question (the path, the parameters in order, the caller's plan:
 what it may see); an entry is good while the price book's snapshot is the one it was made from, so a
 price or status event, from any process, retires every entry at once. Reads that hit still count against
-the caller's quota; only the work of answering is saved.
+the caller's quota; only the work of answering is saved. A request sent with `Cache-Control: no-cache`
+is answered afresh (and its answer kept for the next).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 
 MAX_ENTRIES = 2048
+
+
+def wants_fresh(headers: Mapping[str, str]) -> bool:
+    return "no-cache" in headers.get("cache-control", "").lower()
 
 
 class ResponseCache:

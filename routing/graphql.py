@@ -16,6 +16,7 @@ from strawberry.types.execution import ExecutionResult
 from datasources.errors import DomainError
 from routing import limits, websocket
 from routing.auth import authenticate
+from routing.cache import wants_fresh
 from routing.encoding import TooLarge, dismantle, encode, estimated_cost
 from schema.context import Context
 from schema.guard import CACHEABLE
@@ -117,7 +118,7 @@ class GraphQLApp(GraphQL[Context, None]):
             key = ("graphql", request_data.query, json.dumps(request_data.variables, sort_keys=True, default=str),
                    request_data.operation_name, context.principal.plan)
             version = state.book.version
-            hit = state.response_cache.get(key, version)
+            hit = None if wants_fresh(request.headers) else state.response_cache.get(key, version)
             if hit is not None:
                 try:
                     admission = await limits.admit(state.quotas, context.principal)

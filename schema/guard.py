@@ -185,12 +185,14 @@ class Guard(SchemaExtension):
         error, is the same answer for the same plan until the catalog changes."""
         context = self.execution_context.context
         request = getattr(context, "request", None)
-        if not isinstance(request, Request) or self.execution_context.operation_type is not OperationType.QUERY:
+        document = self.execution_context.graphql_document
+        if not isinstance(request, Request) or document is None:
+            return
+        if self.execution_context.operation_type is not OperationType.QUERY:
             return
         if not isinstance(result, (GraphQLExecutionResult, ExecutionResult)) or result.errors or result.data is None:
             return
-        document = self.execution_context.graphql_document
-        if document is not None and catalog_only(document):
+        if catalog_only(document):
             request.scope[CACHEABLE] = True
 
     def on_stream_result(self, result: object) -> Iterator[None]:

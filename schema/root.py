@@ -12,7 +12,6 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
@@ -23,6 +22,7 @@ from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
 from schema.candles import Candle
 from schema.catalog import Model, Price, Provider
 from schema.compare import Comparison
+from schema.documents import CachedDocuments
 from schema.guard import Guard
 from schema.pacing import Pacing
 from schema.sources import PriceSource
@@ -41,7 +41,6 @@ from schema.usage import (
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
-CACHED_DOCUMENTS = 512  # validated documents kept per process (dashboards repeat theirs)
 
 
 @strawberry.type
@@ -155,7 +154,7 @@ schema = Schema(
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
+        CachedDocuments,
         Guard,
         Pacing,
     ],

@@ -19,6 +19,7 @@ from datasources.pricebook import Catalog
 from datasources.quotas import Admission
 from routing import limits
 from routing.auth import Principal, authenticate
+from routing.cache import wants_fresh
 
 log = logging.getLogger("pricegraph.rest")
 
@@ -128,7 +129,7 @@ def _endpoint(handler: Handler, cached: bool) -> Callable[[Request], Awaitable[R
                 state = request.app.state
                 key = (request.url.path, tuple(request.query_params.multi_items()), call.principal.plan)
                 version = state.book.version
-                hit = state.response_cache.get(key, version)
+                hit = None if wants_fresh(request.headers) else state.response_cache.get(key, version)
                 if hit is not None:  # the same question from the same plan answered before: only the quota
                     await call.admit(None)
                     assert call.admission is not None
