@@ -14,6 +14,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.graphql import OperationType
 
 from resolvers import accounts, admin, catalog, history, subscriptions
 from resolvers import sources as price_sources
@@ -128,8 +129,12 @@ class Schema(strawberry.Schema):
         """Errors are logged where they are coded (schema/guard.py): only unexpected ones, once."""
 
     async def _execute_operation(self, execution_context: Any, *args: Any, **kwargs: Any) -> Any:
-        """A query or mutation (over HTTP or a websocket) that runs past the deadline is cancelled and
-        answers one `DEADLINE_EXCEEDED` error; the pacer makes sure the loop gets to cancel it."""
+        """A query (over HTTP or a websocket) that runs past the deadline is cancelled and answers one
+        `DEADLINE_EXCEEDED` error; the pacer makes sure the loop gets to cancel it. Mutations run to
+        their end: their input is bounded, and one cancelled after its commit would answer an error for
+        a change that was made."""
+        if execution_context.operation_type is not OperationType.QUERY:
+            return await super()._execute_operation(execution_context, *args, **kwargs)
         deadline = execution_context.context.limits.deadline
         timeout = asyncio.timeout(deadline)
         try:
