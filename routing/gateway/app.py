@@ -372,7 +372,7 @@ class ChatCompletions:
         if state.usage is not None:
             (prompt, completion), estimated = state.usage, False
         else:
-            prompt, completion, estimated = x.prompt_tokens, state.counter.tokens, True
+            prompt, completion, estimated = x.prompt_tokens, forward.count_unread(state), True
         x.gateway.health.throughput(candidate.slug, completion, time.monotonic() - opened.first_byte_at)
         self.record(x, candidate.model_slug, status, candidate, prompt, completion, estimated, bill=True)
 

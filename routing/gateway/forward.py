@@ -261,6 +261,7 @@ class StreamState:
     created: int | None = None
     model: str | None = None
     tail: bytes = b""
+    unread: list[bytes] = field(default_factory=list)  # content chunks, counted only if usage never comes
 
 
 def scan(state: StreamState, data: bytes) -> bytes:
@@ -305,32 +306,59 @@ def _is_done(event: bytes) -> bool:
     return any(line.strip() in (b"data: [DONE]", b"data:[DONE]") for line in event.splitlines())
 
 
+_NOT_FINISHED = re.compile(rb'"finish_reason"\s*:\s*null')
+
+
+def _telling(line: bytes, state: StreamState) -> bool:
+    """Whether an event line says more than content: the first (its id), usage, an error, a finish."""
+    if state.chunk_id is None or b'"usage"' in line or b'"error"' in line:
+        return True
+    return b"finish_reason" in line and _NOT_FINISHED.search(line) is None
+
+
 def _read_events(state: StreamState, events: bytes) -> None:
+    """Read what billing needs. Content chunks are only kept: their text is counted only when the
+    upstream reports no usage (`count_unread`), so a stream with usage parses almost nothing."""
     for line in events.splitlines():
         if not line.startswith(b"data:"):
             continue
-        try:
-            data = json.loads(line[5:])
-        except ValueError:
+        if not _telling(line, state):
+            state.unread.append(line)
             continue
-        if not isinstance(data, dict):
-            continue
-        if data.get("error") is not None:
-            message, _ = _message(data)
-            state.upstream_error = message or "error event"
-            continue
-        if state.chunk_id is None and isinstance(data.get("id"), str):
-            state.chunk_id = data["id"]
-            state.created = data.get("created") if isinstance(data.get("created"), int) else None
-            state.model = data.get("model") if isinstance(data.get("model"), str) else None
-        usage = reported_usage(data.get("usage"))
-        if usage is not None:
-            state.usage = usage
-        for choice in data.get("choices") or ():
-            if isinstance(choice, dict):
-                state.counter.add_message(choice.get("delta"))
-                if choice.get("finish_reason"):
-                    state.finished = True
+        _read_line(state, line)
+
+
+def _read_line(state: StreamState, line: bytes) -> None:
+    try:
+        data = json.loads(line[5:])
+    except ValueError:
+        return
+    if not isinstance(data, dict):
+        return
+    if data.get("error") is not None:
+        message, _ = _message(data)
+        state.upstream_error = message or "error event"
+        return
+    if state.chunk_id is None and isinstance(data.get("id"), str):
+        state.chunk_id = data["id"]
+        state.created = data.get("created") if isinstance(data.get("created"), int) else None
+        state.model = data.get("model") if isinstance(data.get("model"), str) else None
+    usage = reported_usage(data.get("usage"))
+    if usage is not None:
+        state.usage = usage
+    for choice in data.get("choices") or ():
+        if isinstance(choice, dict):
+            state.counter.add_message(choice.get("delta"))
+            if choice.get("finish_reason"):
+                state.finished = True
+
+
+def count_unread(state: StreamState) -> int:
+    """The completion tokens of a stream without usage, counted from every content chunk it relayed."""
+    lines, state.unread = state.unread, []
+    for line in lines:
+        _read_line(state, line)
+    return state.counter.tokens
 
 
 def coaxiom_chunk(state: StreamState, candidate: Candidate, latency_ms: int) -> bytes:
