@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -44,6 +43,7 @@ from datasources.errors import DomainError
 from datasources.events import PostgresBroker, create_broker
 from datasources.instances import Instance
 from datasources.keytable import KeyTable
+from datasources.money import parse_amount
 from datasources.pricebook import PriceBook
 from datasources.quotas import QuotaBook
 from datasources.recorder import Recorder
@@ -334,11 +334,9 @@ def accounts_create(plan: str, credit: str, name: str) -> None:
     except DomainError as exc:
         raise click.BadParameter(str(exc), param_hint="--plan") from None
     try:
-        amount = Decimal(credit)
-        if not amount.is_finite() or amount < 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise click.BadParameter(f"{credit!r} is not a non-negative USD amount", param_hint="--credit") from None
+        amount = parse_amount(credit, "credit", allow_zero=True)
+    except DomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="--credit") from None
 
     broker = _announcer()
 
@@ -363,7 +361,7 @@ def accounts_credit(account_id: int, amount: str, idempotency_key: str, descript
     from datasources import usage
 
     try:
-        parsed = usage.parse_amount(amount)
+        parsed = parse_amount(amount)
     except DomainError as exc:
         raise click.BadParameter(str(exc), param_hint="--amount") from None
     broker = _announcer()

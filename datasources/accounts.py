@@ -15,6 +15,7 @@ from datasources import ledger
 from datasources.db.models import Account, ApiKey, Plan
 from datasources.errors import BadInput, NotFound
 from datasources.events import Broker, KeyChanged
+from datasources.money import parse_amount
 
 KEY_PREFIX = "cxm_"
 DISPLAY_PREFIX_LENGTH = 12
@@ -41,8 +42,7 @@ def hash_secret(secret: str) -> str:
 async def create_account(
     session: AsyncSession, plan: Plan, credit: Decimal = Decimal(0), name: str = "", broker: Broker | None = None
 ) -> tuple[Account, IssuedKey]:
-    if credit < 0:
-        raise BadInput(f"credit must not be negative, got {credit}")
+    credit = parse_amount(credit, "credit", allow_zero=True)
     account = Account(name=name, plan=plan, balance=Decimal(0))
     session.add(account)
     await session.flush()

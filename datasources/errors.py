@@ -8,6 +8,10 @@ class DomainError(Exception):
     code = "INTERNAL"
     status = 500
 
+    def __init__(self, message: str = "", field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # the input it concerns, in the domain's own name (each surface words it its way)
+
 
 class NotFound(DomainError):
     code = "NOT_FOUND"

@@ -1,8 +1,10 @@
-"""The one place that rounds money."""
+"""The one place that rounds, parses and writes money."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+
+from datasources.errors import BadInput
 
 PRICE_PLACES = Decimal("1e-10")
 ONE_MILLION = Decimal(1_000_000)
@@ -37,3 +39,25 @@ def percent_change(new: Decimal, old: Decimal) -> Decimal:
         ctx.prec = 60
         ratio = (new - old) * 100 / old
     return ratio.quantize(PERCENT_PLACES, rounding=ROUND_HALF_EVEN)
+
+
+def parse_amount(raw: object, name: str = "amount", allow_zero: bool = False) -> Decimal:
+    """A USD amount as every entry point takes it (CLI, GraphQL, REST): a finite, positive (or, with
+    `allow_zero`, non-negative) decimal of at most 10 places. The error names the field."""
+    try:
+        amount = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise BadInput(f"invalid {name}: {raw!r} is not a USD amount", field=name) from None
+    if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
+        wanted = "a non-negative" if allow_zero else "a positive"
+        raise BadInput(f"invalid {name}: must be {wanted} USD amount, got {raw}", field=name)
+    if price(amount) != amount:
+        raise BadInput(f"invalid {name}: at most 10 decimal places, got {raw}", field=name)
+    return amount
+
+
+def json_number(value: Decimal) -> str:
+    """A Decimal's own digits as a JSON number (`0.075`, `9999999.1234567891`): never through float."""
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    return format(value, "f")

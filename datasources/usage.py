@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +28,7 @@ from datasources import ledger
 from datasources.db.models import Account, ApiKey, BalanceTransaction, Money, UsageRecord
 from datasources.errors import BadInput, NotFound
 from datasources.events import BalanceChanged, Broker
-from datasources.money import price
+from datasources.money import parse_amount, price
 from datasources.prices import find_model_ref
 
 T = TypeVar("T")
@@ -469,18 +469,6 @@ async def billing_history(
     statement = statement.order_by(BalanceTransaction.created_at.desc(), BalanceTransaction.id.desc()).limit(limit + 1)
     rows = (await session.execute(statement)).all()
     return _page([Transaction(row[0], row[1]) for row in rows], limit)
-
-
-def parse_amount(raw: object, name: str = "amount") -> Decimal:
-    try:
-        amount = Decimal(str(raw).strip()) if not isinstance(raw, Decimal) else raw
-    except InvalidOperation:
-        raise BadInput(f"invalid {name}: {raw!r} is not a USD amount") from None
-    if not amount.is_finite() or amount <= 0:
-        raise BadInput(f"invalid {name}: must be a positive USD amount, got {raw}")
-    if price(amount) != amount:
-        raise BadInput(f"invalid {name}: at most 10 decimal places, got {raw}")
-    return amount
 
 
 async def credit(

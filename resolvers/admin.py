@@ -12,6 +12,7 @@ from datasources.catalog.record import Observation
 from datasources.catalog.record import record_prices as record
 from datasources.db.models import Plan as DbPlan
 from datasources.errors import BadInput
+from datasources.money import parse_amount
 from schema.accounts import Account, ApiKey, CreatedAccount, Plan
 from schema.bounds import Sized
 from schema.context import Info
@@ -58,8 +59,7 @@ async def record_prices(info: Info, prices: list[PriceInput], observed_at: datet
 
 async def create_account(info: Info, plan: Plan, credit: Decimal = Decimal(0), name: str = "") -> CreatedAccount:
     info.context.caller.require_admin()
-    if not credit.is_finite() or credit < 0:
-        raise BadInput(f"credit: must be a non-negative USD amount, got {credit}")
+    credit = parse_amount(credit, "credit", allow_zero=True)
     async with info.context.sessionmaker() as session, session.begin():
         account, issued = await accounts.create_account(session, DbPlan(plan.value), credit, name,
                                                         info.context.broker)

@@ -10,6 +10,7 @@ import strawberry
 from datasources import usage
 from datasources.errors import BadInput
 from datasources.events import BalanceChanged, Event, UsageRecorded
+from datasources.money import parse_amount
 from resolvers.subscriptions import _events
 from schema.context import Info
 from schema.usage import (
@@ -67,7 +68,7 @@ async def credit_balance(
         raise BadInput(f"accountId: {account_id!r} is not an account id") from None
     async with info.context.sessionmaker() as session, session.begin():
         credited = await usage.credit(
-            session, numeric_id, usage.parse_amount(amount), idempotency_key, description.strip(),
+            session, numeric_id, parse_amount(amount), idempotency_key, description.strip(),
             info.context.broker,
         )
     return CreditedBalance(

@@ -23,6 +23,7 @@ from routing.gateway.health import parse_retry_after
 from routing.gateway.keys import redact
 from routing.gateway.metering import CompletionCounter, reported_usage
 from routing.gateway.select import Candidate
+from routing.wire import dumps
 
 VERSION = "1.0"
 MAX_ERROR_BODY = 65_536
@@ -192,7 +193,7 @@ def coaxiom(candidate: Candidate, latency_ms: int) -> dict[str, Any]:
         "model_slug": candidate.model_slug,
         "provider_model_id": candidate.provider_model_id,
         "routed_by_price": candidate.routed_by_price,
-        "price_per_1m_usd": float(candidate.blended),
+        "price_per_1m_usd": candidate.blended,
         "latency_ms": latency_ms,
         "key_source": candidate.key_source,
         "version": VERSION,
@@ -234,12 +235,12 @@ async def read_answer(opened: Opened) -> Answer | Failure:
     for choice in data.get("choices") or []:
         if isinstance(choice, dict):
             counter.add_message(choice.get("message"))
-    block = json.dumps(coaxiom(candidate, opened.latency_ms), separators=(",", ":")).encode()
+    block = dumps(coaxiom(candidate, opened.latency_ms))
     stripped = raw.rstrip()
     if data and stripped.endswith(b"}"):  # splice: the upstream's bytes stay as they were
         body = stripped[:-1] + b',"_coaxiom":' + block + b"}"
     else:
-        body = json.dumps({**data, "_coaxiom": json.loads(block)}, ensure_ascii=False).encode()
+        body = dumps({**data, "_coaxiom": coaxiom(candidate, opened.latency_ms)})
     return Answer(body, reported_usage(data.get("usage")), counter.tokens)
 
 
@@ -371,7 +372,7 @@ def coaxiom_chunk(state: StreamState, candidate: Candidate, latency_ms: int) -> 
         "choices": [],
         "_coaxiom": coaxiom(candidate, latency_ms),
     }
-    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(chunk) + b"\n\n"
 
 
 DONE = b"data: [DONE]\n\n"

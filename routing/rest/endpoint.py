@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,20 +18,15 @@ from datasources.quotas import Admission
 from routing import limits
 from routing.auth import Principal, authenticate
 from routing.cache import wants_fresh
+from routing.wire import dumps
 
 log = logging.getLogger("pricegraph.rest")
 
-def _number(value: object) -> object:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 class JSON(JSONResponse):
-    """JSON with Decimal money written as plain numbers."""
+    """JSON with Decimal money written as exact numbers (`routing.wire`)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=_number, ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(content)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

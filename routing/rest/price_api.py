@@ -27,10 +27,8 @@ def iso(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-def params_b(value: Decimal | None) -> int | float | None:
-    if value is None:
-        return None
-    return int(value) if value == value.to_integral_value() else float(value)
+def params_b(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.normalize()
 
 
 def price_object(row: prices.PriceRow) -> dict[str, Any]:
