@@ -21,8 +21,8 @@ from sqlalchemy.orm import aliased
 from datasources.db.models import Money, Offer, PriceTick, UTCDateTime
 from datasources.errors import BadInput
 from datasources.money import blended, percent_change
+from datasources.plans import MAX_HISTORY_DAYS
 
-MAX_DAYS = 365
 UNCHANGED = percent_change(Decimal(1), Decimal(1))  # what percent_change(p, p) gives for any price p
 
 
@@ -55,8 +55,8 @@ class Candle:
 
 def window(days: int, interval: Interval, now: datetime) -> tuple[datetime, datetime]:
     """[start, end): end closes the interval holding `now`; start is `days` days before end."""
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise BadInput(f"days must be an integer from 1 to {MAX_DAYS}, got {days!r}")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_HISTORY_DAYS:
+        raise BadInput(f"days must be an integer from 1 to {MAX_HISTORY_DAYS}, got {days!r}")
     end = interval.floor(now) + interval.step
     return end - timedelta(days=days), end
 

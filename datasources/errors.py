@@ -3,6 +3,8 @@ gateway) turns them into its own shape in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class DomainError(Exception):
     code = "INTERNAL"
@@ -10,7 +12,14 @@ class DomainError(Exception):
 
     def __init__(self, message: str = "", field: str | None = None) -> None:
         super().__init__(message)
-        self.field = field  # the input it concerns, in the domain's own name (each surface words it its way)
+        # The input it concerns, by its domain name (`days`, `credit`): a message with a field says what is
+        # wrong without naming it, and each surface names it in its own words (`describe`).
+        self.field = field
+
+    def describe(self, name: Callable[[str], str] = lambda field: field, style: str = "{field}: {message}") -> str:
+        if self.field is None:
+            return str(self)
+        return style.format(field=name(self.field), message=self)
 
 
 class NotFound(DomainError):

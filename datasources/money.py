@@ -47,12 +47,12 @@ def parse_amount(raw: object, name: str = "amount", allow_zero: bool = False) ->
     try:
         amount = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
     except InvalidOperation:
-        raise BadInput(f"invalid {name}: {raw!r} is not a USD amount", field=name) from None
+        raise BadInput(f"{raw!r} is not a USD amount", field=name) from None
     if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
         wanted = "a non-negative" if allow_zero else "a positive"
-        raise BadInput(f"invalid {name}: must be {wanted} USD amount, got {raw}", field=name)
+        raise BadInput(f"must be {wanted} USD amount, got {raw}", field=name)
     if price(amount) != amount:
-        raise BadInput(f"invalid {name}: at most 10 decimal places, got {raw}", field=name)
+        raise BadInput(f"at most 10 decimal places, got {raw}", field=name)
     return amount
 
 

@@ -35,6 +35,8 @@ class PlanRules:
     query_cost: int  # the most values one GraphQL answer may hold, estimated before it runs
 
 
+MAX_HISTORY_DAYS = 365  # the longest window any plan sees, and the longest candles cover
+
 _FREE = frozenset({Feature.PRICES, Feature.PROVIDERS, Feature.MODELS})
 _DEVELOPER = _FREE | {Feature.HISTORY, Feature.ROUTING}
 _TEAM = _DEVELOPER | {Feature.COMPARE, Feature.HOURLY_CANDLES, Feature.WEBHOOKS}
@@ -42,8 +44,9 @@ _TEAM = _DEVELOPER | {Feature.COMPARE, Feature.HOURLY_CANDLES, Feature.WEBHOOKS}
 RULES: dict[Plan, PlanRules] = {
     Plan.FREE: PlanRules(Plan.FREE, 100, Window.ROLLING_DAY, _FREE, 0, 50_000),
     Plan.DEVELOPER: PlanRules(Plan.DEVELOPER, 10_000, Window.CALENDAR_MONTH, _DEVELOPER, 30, 500_000),
-    Plan.TEAM: PlanRules(Plan.TEAM, 100_000, Window.CALENDAR_MONTH, _TEAM, 365, 1_000_000),
-    Plan.ENTERPRISE: PlanRules(Plan.ENTERPRISE, None, Window.CALENDAR_MONTH, frozenset(Feature), 365, 1_000_000),
+    Plan.TEAM: PlanRules(Plan.TEAM, 100_000, Window.CALENDAR_MONTH, _TEAM, MAX_HISTORY_DAYS, 1_000_000),
+    Plan.ENTERPRISE: PlanRules(Plan.ENTERPRISE, None, Window.CALENDAR_MONTH, frozenset(Feature), MAX_HISTORY_DAYS,
+                               1_000_000),
 }
 
 

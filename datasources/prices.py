@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from datasources.db.models import Model, Offer, OfferStatus, Provider
-from datasources.errors import NotFound
+from datasources.errors import BadInput, NotFound
 from datasources.money import blended, price
 from datasources.pricebook import (
     Catalog,
@@ -108,6 +108,29 @@ def summarize(model: ModelRow, rows: Sequence[PriceRow]) -> Comparison:
 
 def compare(catalog: Catalog, models: Sequence[ModelRow], provider: ProviderRow | None = None) -> list[Comparison]:
     return [summarize(m, current_prices(catalog, m, provider)) for m in models]
+
+
+def compare_models(catalog: Catalog, names: Sequence[str], provider: str | None = None) -> list[Comparison]:
+    """Up to MAX_COMPARE models side by side, each once however many spellings name it."""
+    wanted = list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if not 1 <= len(wanted) <= MAX_COMPARE:
+        raise BadInput(f"give 1 to {MAX_COMPARE} model slugs, got {len(wanted)}", field="models")
+    models = list({m.id: m for m in (catalog.find_model(name) for name in wanted)}.values())
+    return compare(catalog, models, catalog.find_provider(provider) if provider else None)
+
+
+def list_models(
+    catalog: Catalog,
+    family: str | None = None,
+    provider: str | None = None,
+    search: str | None = None,
+    vision: bool = False,
+    tools: bool = False,
+) -> list[ModelRow]:
+    """The models a client filters for; `provider` by any spelling the identity rules know (`together_ai`),
+    an unknown one is NotFound rather than an empty list."""
+    seller = catalog.find_provider(provider) if provider else None
+    return catalog.list_models(family, seller.slug if seller else None, search, vision=vision, tools=tools)
 
 
 # ---- for writers, inside their transaction ------------------------------------------------------------

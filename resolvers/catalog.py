@@ -7,7 +7,7 @@ from enum import Enum
 import strawberry
 
 from datasources import prices as price_service
-from datasources.errors import BadInput, NotFound
+from datasources.errors import NotFound
 from datasources.plans import Feature, require
 from schema.bounds import Arguments, Page, Sized
 from schema.catalog import Model, Price, Provider, prices_of
@@ -44,8 +44,8 @@ def models(
 ) -> list[Model]:
     MODELS.check(first, offset)
     catalog = info.context.catalog
-    rows = catalog.list_models(family, provider, search,
-                               vision=capability is Capability.VISION, tools=capability is Capability.TOOLS)
+    rows = price_service.list_models(catalog, family, provider, search,
+                                     vision=capability is Capability.VISION, tools=capability is Capability.TOOLS)
     return [Model(row=row, catalog=catalog) for row in MODELS.take(rows, first, offset)]
 
 
@@ -82,10 +82,5 @@ def prices(
 
 def compare(info: Info, models: list[str], provider: str | None = None) -> list[Comparison] | None:
     require(info.context.caller.rules, Feature.COMPARE)
-    names = list(dict.fromkeys(m.strip() for m in models if m.strip()))
-    if not 1 <= len(names) <= price_service.MAX_COMPARE:
-        raise BadInput(f"models: give 1 to {price_service.MAX_COMPARE} model slugs, got {len(names)}")
     catalog = info.context.catalog
-    found = list({m.id: m for m in (catalog.find_model(name) for name in names)}.values())
-    found_provider = catalog.find_provider(provider) if provider else None
-    return [Comparison(row=r, catalog=catalog) for r in price_service.compare(catalog, found, found_provider)]
+    return [Comparison(row=r, catalog=catalog) for r in price_service.compare_models(catalog, models, provider)]

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.utils.str_converters import to_camel_case
 
 from datasources.errors import DomainError, QuotaExceeded
 from datasources.plans import PlanRules
@@ -71,7 +72,7 @@ def coded(error: GraphQLError, suggestions: bool) -> GraphQLError:
             extensions["retryAfter"] = original.retry_after
         if isinstance(original, QueryTooComplex):
             extensions["cost"] = original.cost.as_extension()
-        return _with(error, str(original), extensions)
+        return _with(error, original.describe(to_camel_case), extensions)
     if original is not None and not isinstance(original, GraphQLError):
         log.error("unexpected error in %s", error.path, exc_info=original)
         return _with(error, "internal server error", {"code": "INTERNAL_SERVER_ERROR"})

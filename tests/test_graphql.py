@@ -615,7 +615,7 @@ def test_create_account_validates_its_arguments(admin: Caller) -> None:
     variable = admin.error(CREATE_ACCOUNT, plan="gold")  # refused, nothing created
     assert "'gold' does not exist in 'Plan' enum" in variable["message"]
     error = admin.error(CREATE_ACCOUNT, plan="TEAM", credit="-1")
-    assert (code(error), error["message"]) == ("BAD_USER_INPUT", "invalid credit: must be a non-negative USD amount, got -1")
+    assert (code(error), error["message"]) == ("BAD_USER_INPUT", "credit: must be a non-negative USD amount, got -1")
     created = admin.data(CREATE_ACCOUNT, plan="FREE", credit="12.50", name="acme")["createAccount"]
     assert created["account"]["name"] == "acme" and D(created["account"]["balance"]) == D("12.5")
     assert created["key"]["name"] == "default" and created["key"]["revoked"] is False

@@ -47,7 +47,7 @@ class GatewayError(Exception):
         headers = limits.refusal_headers(exc) if isinstance(exc, errors.QuotaExceeded) else {}
         if isinstance(exc, errors.Unauthenticated):
             headers["www-authenticate"] = "Bearer"
-        return cls(status, str(exc), exc.code.lower(), headers)
+        return cls(status, exc.describe(), exc.code.lower(), headers)
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {

@@ -39,7 +39,7 @@ def error_for(exc: errors.DomainError, headers: dict[str, str] | None = None) ->
         headers.update(limits.refusal_headers(exc))
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    return error(exc.status, str(exc), headers)
+    return error(exc.status, exc.describe(style="invalid parameter {field}: {message}"), headers)
 
 
 @dataclass

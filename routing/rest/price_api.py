@@ -10,17 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from datasources import prices
-from datasources.candles import Candle, Interval, candles_for_offer
+from datasources import history, prices
+from datasources.candles import Candle, Interval
 from datasources.db.models import OfferStatus
-from datasources.errors import BadInput
-from datasources.plans import Feature
+from datasources.plans import MAX_HISTORY_DAYS, Feature
 from datasources.pricebook import Catalog, ModelRow, ProviderRow
 from routing.rest.endpoint import JSON, Call, catalog_endpoint, endpoint
 from routing.rest.openapi import document
 
 INTERVALS = {"1d": Interval.DAY, "1h": Interval.HOUR}
-MAX_DAYS = 365
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -81,27 +79,21 @@ def candle_object(candle: Candle, interval: Interval) -> dict[str, Any]:
 async def get_history(call: Call) -> dict[str, Any]:
     model_text = call.text("model", required=True)
     provider_text = call.text("provider", required=True)
-    days = call.integer("days", 30, 1, MAX_DAYS)
+    days = call.integer("days", history.DEFAULT_DAYS, 1, MAX_HISTORY_DAYS)
     interval_name = call.choice("interval", "1d", tuple(INTERVALS))
     variant = call.text("variant")
     interval = INTERVALS[interval_name]
-    if interval is Interval.HOUR:
-        await call.admit(Feature.HOURLY_CANDLES, history_days=days)
-    else:
-        await call.admit(Feature.HISTORY, history_days=days)
+    history.admit(call.principal.rules, days, interval)
+    await call.admit(None)
     assert model_text is not None and provider_text is not None
-    catalog = call.catalog
-    model = catalog.find_model(model_text)
-    provider = catalog.find_provider(provider_text)
-    offer = prices.pair_offer(catalog, model, provider, variant)
     async with call.sessionmaker() as session:
-        candles = await candles_for_offer(session, offer.id, days, interval)
+        found = await history.history(session, call.catalog, model_text, provider_text, days, interval, variant)
     return {
-        "model": model.slug,
-        "provider": provider.slug,
+        "model": found.model.slug,
+        "provider": found.provider.slug,
         "interval": interval_name,
-        "variant": offer.variant,
-        "candles": [candle_object(c, interval) for c in candles],
+        "variant": found.offer.variant,
+        "candles": [candle_object(c, interval) for c in found.candles],
     }
 
 
@@ -109,17 +101,11 @@ async def get_history(call: Call) -> dict[str, Any]:
 async def get_compare(call: Call) -> dict[str, Any]:
     raw = call.text("models", required=True)
     assert raw is not None
-    names = list(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
-    if not names:
-        raise BadInput("missing required parameter: models")
-    if len(names) > prices.MAX_COMPARE:
-        raise BadInput(f"invalid parameter models: at most {prices.MAX_COMPARE} models, got {len(names)}")
     provider_text = call.text("provider")
+    names = raw.split(",")
+    prices.compare_models(call.catalog, names, provider_text)  # bad input is refused before any quota
     await call.admit(Feature.COMPARE)
-    catalog = call.catalog
-    models = [catalog.find_model(name) for name in names]
-    provider = catalog.find_provider(provider_text) if provider_text else None
-    rows = prices.compare(catalog, models, provider)
+    rows = prices.compare_models(call.catalog, names, provider_text)
     return {
         "updated_at": iso(max((r.updated_at for r in rows if r.updated_at), default=None)),
         "models": [
@@ -153,8 +139,7 @@ async def get_models(call: Call) -> dict[str, Any]:
     family, provider_text = call.text("family"), call.text("provider")
     await call.admit(Feature.MODELS)
     catalog = call.catalog
-    provider = catalog.find_provider(provider_text) if provider_text else None
-    models = catalog.list_models(family=family, provider=provider.slug if provider else None)
+    models = prices.list_models(catalog, family, provider_text)
     return {"models": [model_object(m, catalog.provider_count(m.id)) for m in models]}
 
 
