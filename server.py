@@ -54,7 +54,7 @@ from datasources.sweeper import Sweeper
 from routing import websocket
 from routing.cache import ResponseCache
 from routing.gateway.app import install as install_gateway
-from routing.gateway.providers import ProvidersFileError
+from routing.gateway.providers import GatewayConfig, ProvidersFileError
 from routing.graphql import GraphQLApp
 from routing.rest import account_api, price_api, usage_api
 from schema.documents import DocumentCache
@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.response_cache = ResponseCache()
     app.state.documents = DocumentCache()
     app.state.graphql_limits = settings.graphql
-    install_gateway(app)  # the OpenAI-compatible routes, ahead of the mounts; reads PROVIDERS_FILE
+    install_gateway(app, GatewayConfig.from_env())  # the OpenAI-compatible routes, ahead of the mounts
     return app
 
 

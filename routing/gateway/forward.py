@@ -119,17 +119,17 @@ async def open_attempt(
         return Opened(candidate, response, chunks, first, started, time.monotonic())
     except TimeoutError:
         limit = min(timeouts.first_byte, timeouts.total)
-        await _close(response)
+        await close(response)
         return Failure(candidate.slug, f"timeout: no first byte within {limit:g} s")
     except TransportError as exc:
-        await _close(response)
+        await close(response)
         return Failure(candidate.slug, f"connection failed ({type(exc).__name__})")
     except BaseException:
-        await _close(response)
+        await close(response)
         raise
 
 
-async def _close(response: aiohttp.ClientResponse | None) -> None:
+async def close(response: aiohttp.ClientResponse | None) -> None:
     """Give the connection back; one whose answer was not read to the end is closed instead."""
     if response is not None:
         try:
@@ -164,7 +164,7 @@ async def _refused(candidate: Candidate, response: aiohttp.ClientResponse) -> Fa
     except TransportError:
         pass
     finally:
-        await _close(response)
+        await close(response)
     try:
         message, code = _message(json.loads(raw))
     except ValueError:
@@ -215,7 +215,7 @@ async def read_answer(opened: Opened) -> Answer | Failure:
     candidate = opened.candidate
     parts = [opened.first]
     try:
-        async with asyncio.timeout_at(_deadline(opened)):
+        async with asyncio.timeout_at(deadline(opened)):
             async for chunk in opened.chunks:
                 parts.append(chunk)
     except TimeoutError:
@@ -223,7 +223,7 @@ async def read_answer(opened: Opened) -> Answer | Failure:
     except TransportError as exc:
         return Failure(candidate.slug, f"answer cut short ({type(exc).__name__})")
     finally:
-        await _close(opened.response)
+        await close(opened.response)
     raw = b"".join(parts)
     try:
         data = json.loads(raw)
@@ -244,7 +244,7 @@ async def read_answer(opened: Opened) -> Answer | Failure:
     return Answer(body, reported_usage(data.get("usage")), counter.tokens)
 
 
-def _deadline(opened: Opened) -> float:
+def deadline(opened: Opened) -> float:
     loop = asyncio.get_running_loop()
     return loop.time() + max(0.0, opened.started + opened.candidate.provider.timeouts.total - time.monotonic())
 
