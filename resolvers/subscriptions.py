@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from starlette.websockets import WebSocket
 
+from datasources.callers import authenticate
 from datasources.errors import BadInput, DomainError
 from datasources.events import Event, PriceChanged, SlowConsumer, StatusChanged
-from routing.auth import authenticate
 from routing.websocket import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, close
 from schema.context import Context, Info
 from schema.subscriptions import OfferStatusChange
@@ -29,7 +29,8 @@ async def _still_authorized(context: Context) -> bool:
         return True
     ws = context.request
     try:
-        await authenticate(context.keys, context.authorization, ws.client.host if ws.client else "unknown")
+        await authenticate(context.keys, context.authorization, ws.client.host if ws.client else "unknown",
+                           ws.app.state.operator)
     except DomainError:
         return False
     return True

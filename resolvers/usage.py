@@ -7,14 +7,13 @@ from decimal import Decimal
 
 import strawberry
 
-from datasources import usage
+from datasources import billing, paging, usage
 from datasources.errors import BadInput
 from datasources.events import BalanceChanged, Event, UsageRecorded
 from datasources.money import parse_amount
 from resolvers.subscriptions import _events
 from schema.context import Info
 from schema.usage import (
-    GRAPHQL_NAMES,
     LOGS,
     Balance,
     BalanceEvent,
@@ -32,7 +31,7 @@ async def balance(info: Info) -> Balance | None:
     account_id = info.context.caller.require_account()
     await info.context.recorder.caught_up(account_id)
     async with info.context.sessionmaker() as session:
-        return Balance.of(await usage.balance(session, account_id))
+        return Balance.of(await billing.balance(session, account_id))
 
 
 async def usage_of_account(info: Info, filter: UsageFilter | None = None) -> Usage | None:  # noqa: A002
@@ -40,7 +39,7 @@ async def usage_of_account(info: Info, filter: UsageFilter | None = None) -> Usa
     await info.context.recorder.caught_up(account_id)
     asked = (filter or UsageFilter()).to_filter()
     async with info.context.sessionmaker() as session:
-        return Usage(scope=await usage.resolve(session, account_id, asked, names=GRAPHQL_NAMES))
+        return Usage(scope=await usage.resolve(session, account_id, asked))
 
 
 async def billing_history(
@@ -49,9 +48,9 @@ async def billing_history(
     account_id = info.context.caller.require_account()
     LOGS.check(first)
     await info.context.recorder.caught_up(account_id)
-    cursor = usage.parse_id(after, usage.TRANSACTION_ID, "after") if after is not None else None
+    cursor = paging.parse_id(after, billing.TRANSACTION_ID) if after is not None else None
     async with info.context.sessionmaker() as session:
-        page = await usage.billing_history(session, account_id, first, cursor, after_name="after")
+        page = await billing.billing_history(session, account_id, first, cursor)
     nodes = [BalanceTransaction(row=t) for t in page.items]
     return BalanceTransactionConnection(nodes=nodes, page_info=PageInfo(
         has_next_page=page.has_more, end_cursor=str(nodes[-1].id()) if nodes else None,
@@ -67,12 +66,12 @@ async def credit_balance(
     except ValueError:
         raise BadInput(f"accountId: {account_id!r} is not an account id") from None
     async with info.context.sessionmaker() as session, session.begin():
-        credited = await usage.credit(
+        credited = await billing.credit(
             session, numeric_id, parse_amount(amount), idempotency_key, description.strip(),
             info.context.broker,
         )
     return CreditedBalance(
-        transaction=BalanceTransaction(row=usage.Transaction(credited.transaction, None)),
+        transaction=BalanceTransaction(row=billing.Transaction(credited.transaction, None)),
         balance=Balance.of(credited.balance),
         replayed=credited.replayed,
     )

@@ -13,9 +13,10 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types.execution import ExecutionResult
 
+from datasources import callers
+from datasources.callers import authenticate
 from datasources.errors import DomainError
-from routing import limits, websocket
-from routing.auth import authenticate
+from routing import websocket
 from routing.cache import wants_fresh
 from routing.encoding import TooLarge, dismantle, encode, estimated_cost
 from schema.context import Context
@@ -104,7 +105,8 @@ class GraphQLApp(GraphQL[Context, None]):
         context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
         client = request.client.host if request.client else "unknown"
         try:
-            context.principal = await authenticate(request.app.state.keys, request.headers.get("authorization"), client)
+            context.principal = await authenticate(request.app.state.keys, request.headers.get("authorization"), client,
+                                                   request.app.state.operator)
         except DomainError as exc:
             context.auth_error = exc
         return context
@@ -121,11 +123,11 @@ class GraphQLApp(GraphQL[Context, None]):
             hit = None if wants_fresh(request.headers) else state.response_cache.get(key, version)
             if hit is not None:
                 try:
-                    admission = await limits.admit(state.quotas, context.principal)
+                    admission = await callers.admit(state.quotas, context.principal)
                 except DomainError:
                     pass  # answered (refused) by the operation itself
                 else:
-                    sub_response.headers.update(limits.rate_limit_headers(admission))
+                    sub_response.headers.update(callers.rate_limit_headers(admission))
                     sub_response.headers["X-Cache"] = "hit"
                     return CachedAnswer(hit)
             request.scope[CACHE_KEY] = (key, version)

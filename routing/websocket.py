@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from json import JSONDecodeError
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -18,8 +17,8 @@ from strawberry.http.exceptions import (
     WebSocketDisconnected,
 )
 
+from datasources.callers import Principal, authenticate
 from datasources.errors import DomainError
-from routing.auth import Principal, authenticate
 from routing.encoding import TooLarge, encode
 
 # Close codes: the graphql-transport-ws ones are sent by Strawberry (4400 bad message, 4401 subscribe
@@ -30,17 +29,12 @@ CLOSE_SLOW_CONSUMER = 1013  # "try again later"
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
-@dataclass
+@dataclass(frozen=True)
 class Limits:
-    connections_per_subject: int = field(default_factory=lambda: _int_env("WS_MAX_CONNECTIONS", 20))
-    subscriptions_per_connection: int = field(default_factory=lambda: _int_env("WS_MAX_SUBSCRIPTIONS", 50))
-    queue_size: int = field(default_factory=lambda: _int_env("WS_QUEUE_SIZE", 1000))
-    key_recheck_seconds: float = field(default_factory=lambda: float(os.environ.get("WS_KEY_RECHECK_SECONDS", "10")))
+    connections_per_subject: int = 20  # WS_MAX_CONNECTIONS
+    subscriptions_per_connection: int = 50  # WS_MAX_SUBSCRIPTIONS
+    queue_size: int = 1000  # WS_QUEUE_SIZE: events a subscription may fall behind
+    key_recheck_seconds: float = 10.0  # WS_KEY_RECHECK_SECONDS
 
 
 class Connections:
@@ -148,7 +142,7 @@ async def connect(context) -> None:  # type: ignore[no-untyped-def]
     header = init_authorization(context.connection_params) or ws.headers.get("authorization")
     client = ws.client.host if ws.client else "unknown"
     try:
-        principal: Principal = await authenticate(ws.app.state.keys, header, client)
+        principal: Principal = await authenticate(ws.app.state.keys, header, client, ws.app.state.operator)
     except DomainError as exc:
         await close(ws, CLOSE_UNAUTHENTICATED, str(exc))
         raise ConnectionRejectionError({"message": str(exc)}) from None

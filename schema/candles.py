@@ -6,7 +6,11 @@ from enum import Enum
 
 import strawberry
 
-from datasources import candles
+from datasources import candles, history
+from datasources.candles import Interval
+from datasources.plans import MAX_HISTORY_DAYS
+from schema.bounds import Arguments, Sized
+from schema.context import Info
 
 
 @strawberry.enum
@@ -50,3 +54,25 @@ class Candle:
     @strawberry.field(description="Price observations inside the interval.")
     def ticks(self) -> int:
         return self.row.ticks
+
+
+def _candle_count(arguments: Arguments) -> int:
+    """One candle per day or hour of the window, and the current one."""
+    days = arguments.get("days")
+    days = days if isinstance(days, int) and 1 <= days <= MAX_HISTORY_DAYS else MAX_HISTORY_DAYS
+    return days * (24 if arguments.get("interval") is CandleInterval.HOUR else 1) + 1
+
+
+CANDLES = Sized(_candle_count, "days, times 24 for hourly candles")
+
+
+def admit(info: Info, days: int, interval: CandleInterval) -> Interval:
+    window = Interval(interval.value)
+    history.admit(info.context.caller.rules, days, window)
+    return window
+
+
+async def candles_of_offer(info: Info, offer_id: int, days: int, interval: CandleInterval) -> list[Candle] | None:
+    window = admit(info, days, interval)
+    rows = await info.context.loaders.candles_by_offer.load((offer_id, days, window))
+    return [Candle(row=c) for c in rows]

@@ -12,9 +12,8 @@ import strawberry
 from datasources import prices
 from datasources.money import blended
 from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
-from resolvers import history
 from schema.bounds import Page
-from schema.candles import Candle, CandleInterval
+from schema.candles import CANDLES, Candle, CandleInterval, candles_of_offer
 from schema.context import Info
 
 MODEL_OFFERS = Page(default=50, maximum=100)  # the most offers of one model in the seed: 32
@@ -101,12 +100,12 @@ class Price:
 
     @strawberry.field(
         description="OHLC candles of this price's blended rate (developer plan; hourly and over 30 days: team).",
-        extensions=[history.CANDLES],
+        extensions=[CANDLES],
     )
     async def candles(
         self, info: Info, days: int = 30, interval: CandleInterval = CandleInterval.DAY
     ) -> list[Candle] | None:
-        return await history.candles_of_offer(info, self.row.id, days, interval)
+        return await candles_of_offer(info, self.row.id, days, interval)
 
 
 def prices_of(catalog: Catalog, offers: Sequence[OfferRow]) -> list[Price]:

@@ -8,14 +8,14 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from datasources.callers import Principal
 from datasources.errors import DomainError
 from datasources.events import MemoryBroker
 from datasources.keytable import KeyTable
 from datasources.pricebook import Catalog, PriceBook
 from datasources.quotas import QuotaBook
 from datasources.recorder import Recorder
-from resolvers.loaders import Loaders, build_loaders
-from routing.auth import Principal
+from schema.loaders import Loaders, build_loaders
 
 if TYPE_CHECKING:
     from schema.limits import GraphQLLimits

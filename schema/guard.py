@@ -24,10 +24,10 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.str_converters import to_camel_case
 
+from datasources import callers
 from datasources.errors import DomainError, QuotaExceeded
 from datasources.plans import PlanRules
 from datasources.quotas import Admission
-from routing import limits
 from schema import cost
 from schema.pacing import LARGE, LARGE_ANSWERS
 
@@ -130,9 +130,9 @@ class Guard(SchemaExtension):
             self._bound(context.caller.rules)
             if self.cost is not None and self.cost.estimate > LARGE and not self.cost.exceeded:
                 self._large(context, stack)
-            self.admission = admission = await limits.admit(context.quotas, context.caller)
+            self.admission = admission = await callers.admit(context.quotas, context.caller)
             if response is not None:
-                response.headers.update(limits.rate_limit_headers(admission))
+                response.headers.update(callers.rate_limit_headers(admission))
         except DomainError as exc:
             if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
                 raise  # the stream answers it as its one error result
@@ -141,7 +141,7 @@ class Guard(SchemaExtension):
             )
             if isinstance(exc, QuotaExceeded) and response is not None:
                 response.status_code = 429
-                response.headers.update(limits.refusal_headers(exc))
+                response.headers.update(callers.refusal_headers(exc))
 
     @staticmethod
     def _large(context: Any, stack: contextlib.ExitStack) -> None:
@@ -177,9 +177,9 @@ class Guard(SchemaExtension):
         self._mark_cacheable(result)
         if self.admission is not None and _refused(result):
             context = self.execution_context.context
-            self.admission = limits.refund(context.quotas, self.admission)
+            self.admission = callers.refund(context.quotas, self.admission)
             if isinstance(context.response, Response):
-                context.response.headers.update(limits.rate_limit_headers(self.admission))
+                context.response.headers.update(callers.rate_limit_headers(self.admission))
 
     def _mark_cacheable(self, result: object) -> None:
         """A query of the catalog alone (no candles: history moves with the clock), answered without an

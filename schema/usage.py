@@ -8,7 +8,7 @@ from typing import NewType
 
 import strawberry
 
-from datasources import usage
+from datasources import billing, paging, usage
 from datasources.db.models import UsageRecord
 from datasources.errors import BadInput
 from datasources.events import BalanceChanged, UsageRecorded
@@ -25,8 +25,6 @@ SCALARS = {  # for the schema's StrawberryConfig(scalar_map=...)
     ),
 }
 
-GRAPHQL_NAMES = {"period": "period", "start": "startTime", "end": "endTime", "model": "model",
-                 "key_id": "keyId", "endpoint": "endpoint"}
 GROUPS = Page(default=usage.DEFAULT_LIMIT, maximum=usage.MAX_LIMIT)  # byDay, byModel, byKey, byEndpoint
 LOGS = Page(default=50, maximum=usage.MAX_LIMIT)  # usage logs and billing history
 
@@ -39,7 +37,7 @@ class Balance:
     currency: str = "usd"
 
     @classmethod
-    def of(cls, value: usage.Balance) -> Balance:
+    def of(cls, value: billing.Balance) -> Balance:
         return cls(balance=value.balance, held=value.held, available=value.available)
 
 
@@ -196,11 +194,11 @@ class UsageLogConnection:
 
 @strawberry.type(description="One ledger row: a top-up (positive amount) or a deduction (negative).")
 class BalanceTransaction:
-    row: strawberry.Private[usage.Transaction]
+    row: strawberry.Private[billing.Transaction]
 
     @strawberry.field(description="txn_N; the cursor for billingHistory(after:).")
     def id(self) -> strawberry.ID:
-        return strawberry.ID(f"{usage.TRANSACTION_ID}{self.row.row.id}")
+        return strawberry.ID(f"{billing.TRANSACTION_ID}{self.row.row.id}")
 
     @strawberry.field
     def created_at(self) -> datetime:
@@ -310,9 +308,9 @@ class Usage:
     @strawberry.field(description="Request logs, newest first.", extensions=[LOGS])
     async def logs(self, info: Info, first: int = LOGS.default, after: str | None = None) -> UsageLogConnection:
         LOGS.check(first)
-        cursor = usage.parse_id(after, usage.USAGE_ID, "after") if after is not None else None
+        cursor = paging.parse_id(after, usage.USAGE_ID) if after is not None else None
         async with info.context.sessionmaker() as session:
-            page = await usage.logs(session, self.scope, first, cursor, after_name="after")
+            page = await usage.logs(session, self.scope, first, cursor)
         nodes = [UsageLog(row=r) for r in page.items]
         return UsageLogConnection(nodes=nodes, page_info=PageInfo(
             has_next_page=page.has_more, end_cursor=str(nodes[-1].id()) if nodes else None,
@@ -375,7 +373,7 @@ class BalanceEvent:
     @strawberry.field(description="txn_N of the ledger row (de-duplicate on it).")
     def transaction_id(self) -> strawberry.ID | None:
         txn = self.row.transaction_id
-        return strawberry.ID(f"{usage.TRANSACTION_ID}{txn}") if txn is not None else None
+        return strawberry.ID(f"{billing.TRANSACTION_ID}{txn}") if txn is not None else None
 
     @strawberry.field
     def type(self) -> str:

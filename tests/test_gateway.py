@@ -21,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 
 from datasources import accounts
+from datasources.callers import OperatorToken
 from datasources.catalog.record import Observation, record_prices
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import BalanceTransaction, Plan, UsageRecord, UsageState
@@ -117,10 +118,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                  "breaker_failures": 3, "breaker_cooldown": 1.0},
                 base_urls={"nebius": f"http://127.0.0.1:{free_port()}/v1"},
             ))
-            app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False))
+            app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
+                                      operator=OperatorToken(ADMIN_TOKEN)))
             install(app, GatewayConfig.from_file(path))
-            with pytest.MonkeyPatch.context() as env, LiveServer(app) as server:
-                env.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
+            with LiveServer(app) as server:
                 yield World(server.url, url, fake, app, dev, dev_id, free, broke, broke_id)
     finally:
         run(databases.drop_all())
@@ -718,14 +719,14 @@ def test_routable_models(world: World) -> None:
     assert httpx.get(f"{world.url}/api/v1/route/models").status_code == 402
 
 
-def test_the_providers_file_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_providers_file_is_read_from_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('[providers.groq]\nbase_url = "http://127.0.0.1:9101/v1"\napi_key = "gsk_x"\n')
-    monkeypatch.setenv("PROVIDERS_FILE", str(path))
-    config = GatewayConfig.from_env()
+    env = {"PROVIDERS_FILE": str(path)}
+    config = Settings.from_env(environ=env).gateway
     assert config.providers["groq"].base_url == "http://127.0.0.1:9101/v1" and config.providers["groq"].configured
     assert not config.providers["together"].configured and "gsk_x" not in repr(config)
     path.write_text('[providers.nosuch]\napi_key = "secret-value"\n')
     with pytest.raises(ValueError, match="unknown provider") as caught:
-        GatewayConfig.from_env()
+        Settings.from_env(environ=env)
     assert "secret-value" not in str(caught.value)

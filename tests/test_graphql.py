@@ -22,6 +22,7 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
+from datasources.callers import OperatorToken
 from server import Settings, create_app
 from tests.conftest import Databases, LiveServer, pg_server_url
 
@@ -39,7 +40,8 @@ _addresses = itertools.count(1)
 def base_url(databases_by_backend: dict[str, Databases]) -> Iterator[str]:
     backend = "postgresql" if pg_server_url() else "sqlite"
     url = asyncio.run(databases_by_backend[backend].migrated(seeded=True))
-    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False))
+    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
+                              operator=OperatorToken(ADMIN_TOKEN)))
     with LiveServer(app) as server:
         yield server.url
 
@@ -48,11 +50,6 @@ def base_url(databases_by_backend: dict[str, Databases]) -> Iterator[str]:
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=60) as client:
         yield client
-
-
-@pytest.fixture(autouse=True)
-def admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
 
 
 def new_address() -> str:

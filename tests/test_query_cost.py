@@ -20,10 +20,10 @@ from graphql import (
     parse,
 )
 
+from resolvers.root import schema
 from schema.bounds import Page, Sized
 from schema.catalog import MODEL_OFFERS, PROVIDER_OFFERS
 from schema.cost import bound_of, estimate
-from schema.root import schema
 
 SCHEMA = schema._schema
 

@@ -12,13 +12,13 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
+from datasources.callers import OperatorToken
 from schema.catalog import PROVIDER_OFFERS
 from schema.limits import GraphQLLimits
 from server import Settings, create_app
@@ -35,15 +35,11 @@ DEEPER = ("{ models(first: 1000) { slug displayName offers { inputPer1m outputPe
 PRICE_FIELDS = "id variant inputPer1m outputPer1m blendedPer1m status updatedAt model { slug } provider { slug }"
 
 
-@pytest.fixture(autouse=True)
-def admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
-
-
 def _serve(databases_by_backend: dict[str, Databases], limits: GraphQLLimits) -> Iterator[str]:
     backend = "postgresql" if pg_server_url() else "sqlite"
     url = asyncio.run(databases_by_backend[backend].migrated(seeded=True))
-    settings = replace(Settings(database_url=url, migrate_on_start=False, seed_on_start=False), graphql=limits)
+    settings = Settings(database_url=url, migrate_on_start=False, seed_on_start=False, graphql=limits,
+                        operator=OperatorToken(ADMIN_TOKEN))
     with LiveServer(create_app(settings)) as server:
         yield server.url
 

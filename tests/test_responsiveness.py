@@ -28,9 +28,9 @@ from hypothesis_graphql import nodes, queries
 
 from datasources.db.models import Plan
 from datasources.plans import RULES
+from resolvers.root import schema
 from schema.cost import estimate
 from schema.limits import GraphQLLimits
-from schema.root import schema
 from tests.conftest import Databases, free_port
 from tests.test_query_cost import values
 

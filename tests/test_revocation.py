@@ -17,6 +17,7 @@ import httpx
 import pytest
 import websockets
 
+from datasources.callers import OperatorToken
 from server import Settings, create_app
 from tests.conftest import Databases, LiveServer, pg_server_url
 from tests.test_multiprocess import ADMIN, start_server, wait_healthy
@@ -88,10 +89,9 @@ def _scenario(revoking: str, using: str) -> tuple[int, float, float]:
 def one_server(databases_by_backend: dict[str, Databases]) -> Iterator[str]:
     backend = "postgresql" if pg_server_url() else "sqlite"
     url = asyncio.run(databases_by_backend[backend].migrated(seeded=True))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ADMIN_TOKEN", ADMIN)
-        with LiveServer(create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False))) as server:
-            yield server.url
+    settings = Settings(database_url=url, migrate_on_start=False, seed_on_start=False, operator=OperatorToken(ADMIN))
+    with LiveServer(create_app(settings)) as server:
+        yield server.url
 
 
 def test_a_key_revoked_through_the_api_closes_its_websockets_at_once(one_server: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -33,13 +34,12 @@ mutation ($prices: [PriceInput!]!) { recordPrices(prices: $prices) { ticks { mod
 
 
 @pytest.fixture
-def server(seeded_url: URL, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN)
-    monkeypatch.setenv("WS_MAX_CONNECTIONS", "3")
-    monkeypatch.setenv("WS_QUEUE_SIZE", "5")
-    monkeypatch.setenv("WS_KEY_RECHECK_SECONDS", "0.3")
-    app = create_app(Settings(database_url=seeded_url, migrate_on_start=False, seed_on_start=False,
-                              connection_init_timeout=1.0))
+def server(seeded_url: URL) -> Iterator[LiveServer]:
+    settings = Settings.from_env(
+        seeded_url.render_as_string(hide_password=False),
+        {"ADMIN_TOKEN": ADMIN, "WS_MAX_CONNECTIONS": "3", "WS_QUEUE_SIZE": "5", "WS_KEY_RECHECK_SECONDS": "0.3"},
+    )
+    app = create_app(replace(settings, migrate_on_start=False, seed_on_start=False, connection_init_timeout=1.0))
     with LiveServer(app) as live:
         yield live
 

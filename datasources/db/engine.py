@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy import event
@@ -20,9 +19,9 @@ class DatabaseURLError(ValueError):
 
 
 def database_url(raw: str | None = None) -> URL:
-    """The URL from the argument, else DATABASE_URL, else a SQLite file in the working directory."""
-    if raw is None:
-        raw = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+    """The URL given (DATABASE_URL), else a SQLite file in the working directory."""
+    if not raw:
+        raw = f"sqlite+aiosqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
     try:
         url = make_url(raw)
     except ArgumentError:

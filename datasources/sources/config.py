@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +52,7 @@ class SourcesConfig:
     timeout: float = 30.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SourcesConfig:
-        env = os.environ if environ is None else environ
+    def from_env(cls, env: Mapping[str, str]) -> SourcesConfig:
         kinds = tuple(_list(env, "PRICE_SOURCES"))
         unknown = [k for k in kinds if k not in KINDS]
         if unknown:
@@ -150,6 +148,6 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
-def load_sources(environ: Mapping[str, str] | None = None) -> list[Source | Replay]:
+def load_sources(env: Mapping[str, str]) -> list[Source | Replay]:
     """The configured sources; raises SourceConfigError with a one-line message."""
-    return SourcesConfig.from_env(environ).build()
+    return SourcesConfig.from_env(env).build()

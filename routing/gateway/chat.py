@@ -11,10 +11,9 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from datasources import errors
+from datasources import callers, errors
+from datasources.callers import authenticate
 from datasources.plans import Feature, require
-from routing import limits
-from routing.auth import authenticate
 from routing.gateway import charges, forward, metering, request
 from routing.gateway.errors import GatewayError
 from routing.gateway.exchange import Exchange
@@ -61,7 +60,8 @@ class ChatCompletions:
         gateway = x.gateway
         raw = await request.read_body(x.receive)
         headers = request.headers(x.scope)
-        principal = await authenticate(gateway.keys, headers.get("authorization"), request.client_ip(x.scope))
+        principal = await authenticate(gateway.keys, headers.get("authorization"), request.client_ip(x.scope),
+                                       gateway.operator)
         if principal.account_id is None:
             raise GatewayError(401, "API key required: send Authorization: Bearer cxm_... (routing needs the "
                                     "developer plan or higher)", "unauthenticated", {"www-authenticate": "Bearer"})
@@ -82,7 +82,7 @@ class ChatCompletions:
                                {"retry-after": str(wait)})
         x.prompt_tokens = metering.prompt_tokens(x.body)
         first = await charges.first_affordable(x, candidates)
-        x.admission = await limits.admit(gateway.quotas, principal)
+        x.admission = await callers.admit(gateway.quotas, principal)
         await self.route(x, candidates[first:], selection.model.slug)
 
     async def route(self, x: Exchange, candidates: list[Candidate], model_slug: str) -> None:

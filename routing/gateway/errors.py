@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from datasources import errors
-from routing import limits
+from datasources import callers, errors
 
 TYPES = {
     400: "invalid_request_error",
@@ -44,7 +43,7 @@ class GatewayError(Exception):
     @classmethod
     def from_domain(cls, exc: errors.DomainError) -> GatewayError:
         status = exc.status
-        headers = limits.refusal_headers(exc) if isinstance(exc, errors.QuotaExceeded) else {}
+        headers = callers.refusal_headers(exc) if isinstance(exc, errors.QuotaExceeded) else {}
         if isinstance(exc, errors.Unauthenticated):
             headers["www-authenticate"] = "Bearer"
         return cls(status, exc.describe(), exc.code.lower(), headers)

@@ -10,10 +10,10 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from datasources import callers
+from datasources.callers import Principal
 from datasources.credit import Hold
 from datasources.quotas import Admission
-from routing import limits
-from routing.auth import Principal
 from routing.gateway.errors import GatewayError
 from routing.gateway.state import Gateway
 
@@ -49,7 +49,7 @@ class Exchange:
     def headers(self, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
         values = {"x-request-id": self.request_id, **(extra or {})}
         if self.admission is not None:
-            values.update({k.lower(): v for k, v in limits.rate_limit_headers(self.admission).items()})
+            values.update({k.lower(): v for k, v in callers.rate_limit_headers(self.admission).items()})
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in values.items()]
 
     async def start(self, status: int, content_type: bytes, extra: dict[str, str] | None = None) -> None:

@@ -17,7 +17,6 @@ and the platform keys. Built from the catalog's providers, overridden by the TOM
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -83,19 +82,11 @@ class GatewayConfig:
     def provider(self, slug: str) -> ProviderConfig | None:
         return self.providers.get(slug)
 
-    def secrets(self) -> list[str]:
-        return [p.api_key for p in self.providers.values() if p.api_key]
-
     @classmethod
     def defaults(cls) -> GatewayConfig:
         return cls(providers={
             slug: ProviderConfig(slug, info.name, info.base_url) for slug, info in PROVIDERS.items()
         })
-
-    @classmethod
-    def from_env(cls) -> GatewayConfig:
-        path = os.environ.get(PROVIDERS_FILE_ENV)
-        return cls.from_file(Path(path)) if path else cls.defaults()
 
     @classmethod
     def from_file(cls, path: Path) -> GatewayConfig:

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from datasources.callers import OperatorToken
 from datasources.credit import CreditBook
 from datasources.keytable import KeyTable
 from datasources.pricebook import PriceBook
@@ -39,12 +40,13 @@ class Gateway:
     credit: CreditBook
     recorder: Recorder
     book: PriceBook
+    operator: OperatorToken | None = None
     request_ids: Iterator[str] = field(default_factory=request_ids)
 
     @classmethod
     def start(cls, config: GatewayConfig, state: Any) -> Gateway:
         return cls(config, forward.make_client(), Health(config.breaker_failures, config.breaker_cooldown),
-                   state.keys, state.quotas, state.credit, state.recorder, state.book)
+                   state.keys, state.quotas, state.credit, state.recorder, state.book, state.operator)
 
     async def stop(self) -> None:
         await self.client.close()

@@ -11,12 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from datasources import errors
+from datasources import callers, errors
+from datasources.callers import Principal, authenticate
 from datasources.plans import Feature
 from datasources.pricebook import Catalog
 from datasources.quotas import Admission
-from routing import limits
-from routing.auth import Principal, authenticate
 from routing.cache import wants_fresh
 from routing.wire import dumps
 
@@ -33,13 +32,21 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> R
     return JSON({"error": message, "code": status}, status_code=status, headers=headers)
 
 
+# Fields the REST documents spell otherwise than the domain (and GraphQL) do.
+PARAMETER_NAMES = {"after": "starting_after"}
+
+
+def parameter_name(field: str) -> str:
+    return PARAMETER_NAMES.get(field, field)
+
+
 def error_for(exc: errors.DomainError, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
     if isinstance(exc, errors.QuotaExceeded):
-        headers.update(limits.refusal_headers(exc))
+        headers.update(callers.refusal_headers(exc))
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    return error(exc.status, exc.describe(style="invalid parameter {field}: {message}"), headers)
+    return error(exc.status, exc.describe(parameter_name, style="invalid parameter {field}: {message}"), headers)
 
 
 @dataclass
@@ -62,7 +69,7 @@ class Call:
 
     async def admit(self, feature: Feature | None, history_days: int | None = None) -> None:
         """Count the request against the plan's quota; `feature=None` gates on no plan feature."""
-        self.admission = await limits.admit(self.request.app.state.quotas, self.principal, feature, history_days)
+        self.admission = await callers.admit(self.request.app.state.quotas, self.principal, feature, history_days)
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -99,7 +106,8 @@ Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 
 async def principal_for(request: Request) -> Principal:
     client = request.client.host if request.client else "unknown"
-    return await authenticate(request.app.state.keys, request.headers.get("authorization"), client)
+    return await authenticate(request.app.state.keys, request.headers.get("authorization"), client,
+                              request.app.state.operator)
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -127,18 +135,18 @@ def _endpoint(handler: Handler, cached: bool) -> Callable[[Request], Awaitable[R
                     await call.admit(None)
                     assert call.admission is not None
                     return Response(hit, media_type="application/json",
-                                    headers={**limits.rate_limit_headers(call.admission), "X-Cache": "hit"})
+                                    headers={**callers.rate_limit_headers(call.admission), "X-Cache": "hit"})
             body = await handler(call)
             if call.admission is None:
                 raise RuntimeError(f"{handler.__name__} answered without admitting the request")
-            headers = limits.rate_limit_headers(call.admission)
+            headers = callers.rate_limit_headers(call.admission)
             response = JSON(body, headers={**headers, "X-Cache": "miss"} if cached else headers)
             if cached:
                 state.response_cache.put(key, version, bytes(response.body))
             return response
         except errors.DomainError as exc:
             admitted = call.admission if call is not None and call.admission is not None else None
-            return error_for(exc, limits.rate_limit_headers(admitted) if admitted else None)
+            return error_for(exc, callers.rate_limit_headers(admitted) if admitted else None)
 
     run.__name__ = handler.__name__
     return run

@@ -12,10 +12,11 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from datasources import usage
+from datasources import billing, paging, usage
 from datasources.db.models import Account, ApiKey, BalanceTransaction, UsageRecord
 from datasources.errors import BadInput
 from routing.rest.endpoint import Call, endpoint
+from routing.rest.times import parse_time
 
 CURRENCY = "usd"
 TIME_PARAMETERS = {"start": ("start_time", "start", "after"), "end": ("end_time", "end", "before")}
@@ -33,7 +34,7 @@ def _time(call: Call, which: str) -> datetime | None:
     if len(given) > 1:
         names = ", ".join(name for name, _ in given)
         raise BadInput(f"invalid parameter {given[1][0]}: give only one of {names}")
-    return usage.parse_time(given[0][1], given[0][0]) if given else None
+    return parse_time(given[0][1], given[0][0]) if given else None
 
 
 def _filter(call: Call) -> usage.UsageFilter:
@@ -144,7 +145,7 @@ def log_entry(record: UsageRecord) -> dict[str, Any]:
     }
 
 
-def logs_list(page: usage.Page[UsageRecord]) -> dict[str, Any]:
+def logs_list(page: paging.Page[UsageRecord]) -> dict[str, Any]:
     return {"object": "list", "data": [log_entry(r) for r in page.items], "has_more": page.has_more}
 
 
@@ -152,7 +153,7 @@ def grouped_list(scope: usage.Scope, data: list[dict[str, Any]], has_more: bool)
     return {"object": "list", "data": data, "has_more": has_more, "currency": CURRENCY, **window_fields(scope)}
 
 
-def transaction_entry(item: usage.Transaction) -> dict[str, Any]:
+def transaction_entry(item: billing.Transaction) -> dict[str, Any]:
     row: BalanceTransaction = item.row
     metadata: dict[str, Any] = {}
     if row.usage_record_id is not None:
@@ -161,7 +162,7 @@ def transaction_entry(item: usage.Transaction) -> dict[str, Any]:
         metadata["request_id"] = item.request_id
     return {
         "object": "balance_transaction",
-        "id": f"{usage.TRANSACTION_ID}{row.id}",
+        "id": f"{billing.TRANSACTION_ID}{row.id}",
         "created": unix(row.created_at),
         "type": row.type,
         "amount": row.amount,
@@ -172,7 +173,7 @@ def transaction_entry(item: usage.Transaction) -> dict[str, Any]:
     }
 
 
-def balance_object(balance: usage.Balance) -> dict[str, Any]:
+def balance_object(balance: billing.Balance) -> dict[str, Any]:
     return {
         "object": "balance",
         "balance": balance.balance,
@@ -233,7 +234,7 @@ async def get_balance(call: Call) -> dict[str, Any]:
     await call.admit(None)
     await call.caught_up()
     async with call.sessionmaker() as session:
-        return balance_object(await usage.balance(session, account_id))
+        return balance_object(await billing.balance(session, account_id))
 
 
 @endpoint
@@ -307,17 +308,17 @@ async def billing_history(call: Call) -> dict[str, Any]:
     account_id = call.principal.require_account()
     start, end = usage.window(usage.UsageFilter(period=call.text("period"), start=_time(call, "start"),
                                                 end=_time(call, "end")))
-    limit, after, kind = _limit(call), _after(call, usage.TRANSACTION_ID), call.text("type")
+    limit, after, kind = _limit(call), _after(call, billing.TRANSACTION_ID), call.text("type")
     await call.admit(None)
     await call.caught_up()
     async with call.sessionmaker() as session:
-        page = await usage.billing_history(session, account_id, limit, after, start, end, kind)
+        page = await billing.billing_history(session, account_id, limit, after, start, end, kind)
     return {"object": "list", "data": [transaction_entry(t) for t in page.items], "has_more": page.has_more}
 
 
 def _after(call: Call, prefix: str) -> int | None:
     raw = call.text("starting_after")
-    return usage.parse_id(raw, prefix, "starting_after") if raw is not None else None
+    return paging.parse_id(raw, prefix) if raw is not None else None
 
 
 routes: list[BaseRoute] = [

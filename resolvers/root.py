@@ -1,35 +1,23 @@
-"""The schema: root types assembled from per-domain resolvers, with the limits every operation obeys."""
+"""The root types: each field of Query, Mutation and Subscription and the resolver that answers it, and the
+executable schema built from them."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from pathlib import Path
 
 import strawberry
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-)
-from strawberry.schema.config import StrawberryConfig
-from strawberry.types.graphql import OperationType
 
 from resolvers import accounts, admin, catalog, history, subscriptions
 from resolvers import sources as price_sources
 from resolvers import usage as usage_resolvers
 from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
-from schema.candles import Candle
+from schema.candles import CANDLES, Candle
 from schema.catalog import Model, Price, Provider
 from schema.compare import Comparison
-from schema.documents import CachedDocuments
-from schema.guard import Guard
-from schema.pacing import Pacing
+from schema.executable import build
 from schema.sources import PriceSource
 from schema.subscriptions import OfferStatusChange
 from schema.ticks import PriceTick, RecordedPrices
-from schema.usage import SCALARS as USAGE_SCALARS
 from schema.usage import (
     Balance,
     BalanceEvent,
@@ -38,10 +26,6 @@ from schema.usage import (
     Usage,
     UsageEvent,
 )
-
-MAX_DEPTH = 10
-MAX_ALIASES = 30
-MAX_TOKENS = 2000
 
 
 @strawberry.type
@@ -64,7 +48,7 @@ class Query:
     candles: list[Candle] | None = strawberry.field(
         resolver=history.candles,
         description="OHLC candles of a model at a provider (developer plan; hourly and over 30 days: team).",
-        extensions=[history.CANDLES],
+        extensions=[CANDLES],
     )
     compare: list[Comparison] | None = strawberry.field(
         resolver=catalog.compare, description="Up to 5 models side by side (team plan).", extensions=[catalog.COMPARED]
@@ -124,44 +108,10 @@ class Subscription:
     )
 
 
-class Schema(strawberry.Schema):
-    def process_errors(self, errors, execution_context=None) -> None:  # type: ignore[no-untyped-def]
-        """Errors are logged where they are coded (schema/guard.py): only unexpected ones, once."""
+schema = build(Query, Mutation, Subscription)
 
-    async def _execute_operation(self, execution_context: Any, *args: Any, **kwargs: Any) -> Any:
-        """A query (over HTTP or a websocket) that runs past the deadline is cancelled and answers one
-        `DEADLINE_EXCEEDED` error; the pacer makes sure the loop gets to cancel it. Mutations run to
-        their end: their input is bounded, and one cancelled after its commit would answer an error for
-        a change that was made."""
-        if execution_context.operation_type is not OperationType.QUERY:
-            return await super()._execute_operation(execution_context, *args, **kwargs)
-        deadline = execution_context.context.limits.deadline
-        timeout = asyncio.timeout(deadline)
-        try:
-            async with timeout:
-                return await super()._execute_operation(execution_context, *args, **kwargs)
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-        message = f"the operation ran longer than {deadline:g} s and was stopped; ask for less"
-        result = GraphQLExecutionResult(data=None, errors=[
-            GraphQLError(message, extensions={"code": "DEADLINE_EXCEEDED"})
-        ])
-        execution_context.result = result
-        return result
+SDL_PATH = Path(__file__).resolve().parents[1] / "schema.graphql"  # the checked-in SDL, kept equal to the code
 
 
-schema = Schema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    extensions=[
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        CachedDocuments,
-        Guard,
-        Pacing,
-    ],
-    config=StrawberryConfig(scalar_map={**USAGE_SCALARS}),  # type: ignore[dict-item]
-)
+def schema_sdl() -> str:
+    return schema.as_str() + "\n"

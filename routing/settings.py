@@ -1,0 +1,108 @@
+"""The service's configuration, read once at start from the environment and the providers file. Every
+value is checked there: a bad one stops the start with one line naming the variable. Nothing reads the
+environment after this."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from datasources.callers import OperatorToken
+from datasources.db.engine import DatabaseURLError, database_url
+from datasources.sources.config import SourceConfigError, SourcesConfig
+from routing.gateway.providers import PROVIDERS_FILE_ENV, GatewayConfig, ProvidersFileError
+from routing.websocket import Limits as WebsocketLimits
+from schema.limits import GraphQLLimits
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name}: must be a number above 0, got {raw!r}")
+    return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if value != int(value):
+        raise SettingsError(f"{name}: expected a whole number, got {env[name].strip()!r}")
+    return int(value)
+
+
+def _port(env: Mapping[str, str]) -> int:
+    raw = env.get("PORT", "").strip()
+    if not raw:
+        return Settings.port
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"PORT: expected a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL
+    migrate_on_start: bool = True
+    seed_on_start: bool = True
+    connection_init_timeout: float = 10.0  # seconds a websocket may take to send connection_init
+    catalog_check_seconds: float = 5.0  # how often the price book looks for changes it had no event for
+    lease_ttl: float = 30.0  # seconds a credit lease and an instance's heartbeat last (LEASE_TTL)
+    operator: OperatorToken | None = None  # ADMIN_TOKEN, as its digest
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    graphql: GraphQLLimits = field(default_factory=GraphQLLimits)
+    websocket: WebsocketLimits = field(default_factory=WebsocketLimits)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig.defaults)
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"  # where `serve` listens (HOST, PORT)
+    port: int = 8000
+
+    @classmethod
+    def from_env(cls, url: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """`url` overrides DATABASE_URL. Raises SettingsError naming the variable at fault."""
+        env = os.environ if environ is None else environ
+        try:
+            database = database_url(url if url is not None else env.get("DATABASE_URL") or None)
+            sources = SourcesConfig.from_env(env)
+            providers_file = env.get(PROVIDERS_FILE_ENV, "").strip()
+            gateway = GatewayConfig.from_file(Path(providers_file)) if providers_file else GatewayConfig.defaults()
+        except (DatabaseURLError, SourceConfigError, ProvidersFileError) as exc:
+            raise SettingsError(str(exc)) from None
+        token = env.get("ADMIN_TOKEN", "").strip()
+        level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+        return cls(
+            database_url=database,
+            lease_ttl=_number(env, "LEASE_TTL", cls.lease_ttl),
+            operator=OperatorToken(token) if token else None,
+            sources=sources,
+            graphql=GraphQLLimits(
+                deadline=_number(env, "GRAPHQL_DEADLINE", GraphQLLimits.deadline),
+                response_bytes=_whole(env, "GRAPHQL_MAX_RESPONSE_BYTES", GraphQLLimits.response_bytes),
+                request_bytes=_whole(env, "GRAPHQL_MAX_REQUEST_BYTES", GraphQLLimits.request_bytes),
+            ),
+            websocket=WebsocketLimits(
+                connections_per_subject=_whole(env, "WS_MAX_CONNECTIONS", WebsocketLimits.connections_per_subject),
+                subscriptions_per_connection=_whole(env, "WS_MAX_SUBSCRIPTIONS",
+                                                    WebsocketLimits.subscriptions_per_connection),
+                queue_size=_whole(env, "WS_QUEUE_SIZE", WebsocketLimits.queue_size),
+                key_recheck_seconds=_number(env, "WS_KEY_RECHECK_SECONDS", WebsocketLimits.key_recheck_seconds),
+            ),
+            gateway=gateway,
+            log_level=level,
+            host=env.get("HOST", "").strip() or cls.host,
+            port=_port(env),
+        )
