@@ -48,11 +48,12 @@ def parse_amount(raw: object, name: str = "amount", allow_zero: bool = False) ->
         amount = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
     except InvalidOperation:
         raise BadInput(f"{raw!r} is not a USD amount", field=name) from None
+    shown = format(amount, "f") if amount.is_finite() else str(amount)  # as written, whatever parsed it
     if not amount.is_finite() or amount < 0 or (amount == 0 and not allow_zero):
         wanted = "a non-negative" if allow_zero else "a positive"
-        raise BadInput(f"must be {wanted} USD amount, got {raw}", field=name)
+        raise BadInput(f"must be {wanted} USD amount, got {shown}", field=name)
     if price(amount) != amount:
-        raise BadInput(f"at most 10 decimal places, got {raw}", field=name)
+        raise BadInput(f"at most 10 decimal places, got {shown}", field=name)
     return amount
 
 
