@@ -12,6 +12,9 @@ kept current three ways:
 
 Revocations, by event or by the fingerprint, are handed to `on_revoked` callbacks: open websockets
 that authenticated with the key close at once.
+
+When each key was last used is noted in memory and written every few seconds in one statement for all
+the keys used since (and once more at stop): `api_keys.last_used_at` moves forward only.
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.db.models import Account, ApiKey, Plan
+from datasources.db.tables import API_KEYS
 from datasources.events import Event, KeyChanged, MemoryBroker
 
 log = logging.getLogger("pricegraph.keys")
 
 CHECK_SECONDS = 1.0
+USED_WRITE_SECONDS = 5.0  # how often the last-used times reach the database
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,8 @@ class KeyTable:
         self.reloads = 0
         self._revoked: list[Revoked] = []
         self._lookups = (0.0, 0)  # (second, lookups in it)
+        self._used: dict[str, float] = {}  # key id → Unix time it was last used, not yet written
+        self._used_written = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -72,6 +80,10 @@ class KeyTable:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        try:
+            await self.write_used()
+        except Exception:
+            log.warning("could not write when the API keys were last used", exc_info=True)
 
     def on_revoked(self, callback: Revoked) -> None:
         self._revoked.append(callback)
@@ -82,8 +94,11 @@ class KeyTable:
     async def find(self, secret_hash: str) -> KeyEntry | None:
         """The live key with this hash: from memory, or for a key not heard of yet, from the database."""
         entry = self.by_hash.get(secret_hash)
-        if entry is not None or not self._may_look_up():
+        if entry is not None:
+            self._used[entry.key_id] = time.time()
             return entry
+        if not self._may_look_up():
+            return None
         async with self.sessionmaker() as session:
             row = (await session.execute(
                 select(ApiKey.id, ApiKey.account_id, Account.plan).join(Account, Account.id == ApiKey.account_id)
@@ -93,7 +108,29 @@ class KeyTable:
             return None
         entry = KeyEntry(row.id, row.account_id, Plan(row.plan))
         self._put(secret_hash, entry)
+        self._used[entry.key_id] = time.time()
         return entry
+
+    async def write_used(self) -> None:
+        """One UPDATE for every key used since the last write; a time only ever moves forward."""
+        used, self._used = self._used, {}
+        self._used_written = time.monotonic()
+        if not used:
+            return
+        rows = [{"key_id": key_id, "at": datetime.fromtimestamp(at, UTC)} for key_id, at in used.items()]
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(API_KEYS)
+                    .where(API_KEYS.c.id == bindparam("key_id"),
+                           or_(API_KEYS.c.last_used_at.is_(None), API_KEYS.c.last_used_at < bindparam("at")))
+                    .values(last_used_at=bindparam("at")),
+                    rows,
+                )
+        except Exception:
+            for key_id, at in used.items():  # kept for the next write
+                self._used[key_id] = max(at, self._used.get(key_id, at))
+            raise
 
     def _may_look_up(self) -> bool:
         second = float(int(time.monotonic()))
@@ -160,6 +197,8 @@ class KeyTable:
                     found = await read_fingerprint(session)
                 if found != self.fingerprint:
                     await self.reload()
+                if time.monotonic() - self._used_written >= USED_WRITE_SECONDS:
+                    await self.write_used()
             except Exception:  # the database is away: keep the keys we have, try again
                 log.warning("could not refresh the API keys", exc_info=True)
 

@@ -62,6 +62,10 @@ class ApiKey:
     def created_at(self) -> datetime:
         return self.row.created_at
 
+    @strawberry.field(description="When a request last used the key (written every few seconds); null: never.")
+    def last_used_at(self) -> datetime | None:
+        return self.row.last_used_at
+
     @strawberry.field
     def revoked_at(self) -> datetime | None:
         return self.row.revoked_at

@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
+from sqlalchemy import select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from datasources import accounts
+from datasources.accounts import hash_secret
 from datasources.callers import OperatorToken
+from datasources.db.engine import create_engine, sessionmaker
+from datasources.db.models import ApiKey, Plan
+from datasources.events import MemoryBroker
+from datasources.keytable import KeyTable
 from server import Settings, create_app
 from tests.conftest import Databases, LiveServer, pg_server_url
 from tests.test_multiprocess import ADMIN, start_server, wait_healthy
@@ -124,3 +135,63 @@ def test_a_key_revoked_on_one_process_stops_on_the_other_within_a_second(two_ser
     code, closed_after, refused_after = _scenario(revoking, using)
     assert code == 4403
     assert closed_after < 1.0 and refused_after < 1.0
+
+
+# ---- when a key was last used ------------------------------------------------------------------------
+
+
+async def test_the_last_use_of_each_key_is_written_together_and_only_moves_forward(db_url: URL) -> None:
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        async with sessions() as session, session.begin():
+            _, first = await accounts.create_account(session, Plan.DEVELOPER, name="a")
+            _, second = await accounts.create_account(session, Plan.TEAM, name="b")
+        table = KeyTable(sessions, MemoryBroker())
+        await table.start()
+        try:
+            before = datetime.now(UTC).replace(microsecond=0)
+            for issued in (first, second, first):
+                assert await table.find(hash_secret(issued.secret)) is not None
+            assert await _last_used(sessions, first.key.id) is None  # noted in memory only, so far
+            await table.write_used()
+            used = {k: await _last_used(sessions, k) for k in (first.key.id, second.key.id)}
+            for at in used.values():
+                assert at is not None and before <= at <= datetime.now(UTC)
+            # A time older than the one written (another process wrote a later one) leaves it as it is.
+            async with sessions() as session, session.begin():
+                await session.execute(update(ApiKey).where(ApiKey.id == first.key.id)
+                                      .values(last_used_at=datetime(2100, 1, 1, tzinfo=UTC)))
+            await table.find(hash_secret(first.secret))
+            await table.write_used()
+            assert await _last_used(sessions, first.key.id) == datetime(2100, 1, 1, tzinfo=UTC)
+            await table.find(hash_secret(second.secret))
+        finally:
+            await table.stop()  # writes what the last request noted
+        last = await _last_used(sessions, second.key.id)
+        assert last is not None and used[second.key.id] is not None and last >= used[second.key.id]
+    finally:
+        await engine.dispose()
+
+
+def test_me_answers_when_the_key_was_last_used(one_server: str) -> None:
+    created = graphql(one_server, CREATE, ADMIN)["createAccount"]
+    headers = {"authorization": f"Bearer {created['secret']}"}
+    first = httpx.get(f"{one_server}/v1/me", headers=headers, timeout=30).json()
+    assert first["api_key"]["last_used"] is None or isinstance(first["api_key"]["last_used"], int)
+    keys = 'query { apiKeys { id lastUsedAt } }'
+    deadline = time.monotonic() + 30
+    while True:  # written within USED_WRITE_SECONDS
+        found = graphql(one_server, keys, created["secret"])["apiKeys"]
+        if found[0]["lastUsedAt"] is not None:
+            break
+        assert time.monotonic() < deadline, "the last use was never written"
+        threading.Event().wait(0.2)
+    me = httpx.get(f"{one_server}/v1/me", headers=headers, timeout=30).json()
+    # At least that time: a later write may have moved it on since.
+    assert me["api_key"]["last_used"] >= int(datetime.fromisoformat(found[0]["lastUsedAt"]).timestamp())
+
+
+async def _last_used(sessions: async_sessionmaker[AsyncSession], key_id: str) -> datetime | None:
+    async with sessions() as session:
+        return (await session.execute(select(ApiKey.last_used_at).where(ApiKey.id == key_id))).scalar_one()

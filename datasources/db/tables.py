@@ -6,9 +6,10 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from datasources.db.models import Account, BalanceTransaction, CreditLease, RequestCounter, UsageRecord
+from datasources.db.models import Account, ApiKey, BalanceTransaction, CreditLease, RequestCounter, UsageRecord
 
 ACCOUNTS = cast(Table, Account.__table__)
+API_KEYS = cast(Table, ApiKey.__table__)
 LEDGER = cast(Table, BalanceTransaction.__table__)
 LEASES = cast(Table, CreditLease.__table__)
 COUNTERS = cast(Table, RequestCounter.__table__)
