@@ -88,9 +88,6 @@ class KeyTable:
     def on_revoked(self, callback: Revoked) -> None:
         self._revoked.append(callback)
 
-    def lookup(self, secret_hash: str) -> KeyEntry | None:
-        return self.by_hash.get(secret_hash)
-
     async def find(self, secret_hash: str) -> KeyEntry | None:
         """The live key with this hash: from memory, or for a key not heard of yet, from the database."""
         entry = self.by_hash.get(secret_hash)

@@ -90,3 +90,20 @@ async def test_the_environment_is_not_read_after_start(db_url: URL, monkeypatch:
         assert "errors" not in ask("the-token-at-start-0123456")
         later = ask("a-token-set-later-0123456")
         assert later["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("[gateway]\nflush_intervall = 1\n", "[gateway]: unknown field(s) flush_intervall"),
+    ("[gateway]\nbreaker_failures = -1\n", "[gateway].breaker_failures must be a positive number"),
+    ("[providers.groq]\napi_key = 12\n", "[providers.groq]: api_key must be a string"),
+    ("[providers.nosuch]\napi_key = \"secret-value\"\n", "unknown provider slug 'nosuch'"),
+    ("not toml at all", "is not valid TOML"),
+])
+def test_a_bad_providers_file_names_the_file_and_the_field(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "providers.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ={"PROVIDERS_FILE": str(path)})
+    message = str(caught.value)
+    assert str(path) in message and named in message and "\n" not in message
+    assert "secret-value" not in message

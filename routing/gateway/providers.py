@@ -75,9 +75,6 @@ class GatewayConfig:
     timeouts: Timeouts = Timeouts()
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
-    flush_interval: float = 0.05  # the usage writer's batching window, seconds
-    flush_records: int = 200  # ... or this many records, whichever comes first
-    auth_cache_ttl: float = 2.0
 
     def provider(self, slug: str) -> ProviderConfig | None:
         return self.providers.get(slug)
@@ -107,8 +104,11 @@ class GatewayConfig:
             raise ProvidersFileError(f"{where}: [gateway] must be a table")
         timeouts = _timeouts(gateway, Timeouts(), f"{where}: [gateway]")
         options: dict[str, Any] = {}
-        for name, kind in (("breaker_failures", int), ("breaker_cooldown", float), ("flush_interval", float),
-                           ("flush_records", int), ("auth_cache_ttl", float)):
+        unknown = set(gateway) - {"breaker_failures", "breaker_cooldown", "connect_timeout", "first_byte_timeout",
+                                  "total_timeout"}
+        if unknown:
+            raise ProvidersFileError(f"{where}: [gateway]: unknown field(s) {', '.join(sorted(unknown))}")
+        for name, kind in (("breaker_failures", int), ("breaker_cooldown", float)):
             if name in gateway:
                 options[name] = _number(gateway[name], kind, f"{where}: [gateway].{name}")
         providers = {slug: replace(p, timeouts=timeouts) for slug, p in base.providers.items()}
