@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, literal, select, type_coerce
+from sqlalchemy import ColumnElement, String, and_, cast, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from datasources.db.models import Money, Offer, PriceTick, UTCDateTime
 from datasources.errors import BadInput
@@ -153,13 +153,14 @@ def _bucket_bounds(dialect: str, start: datetime, step: timedelta, count: int): 
         # prefix without the fraction, which sorts before any stored value of that second.
         base: Any = literal(start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
 
-        def at(offset):  # type: ignore[no-untyped-def]
+        def at(offset: ColumnElement[Any]) -> ColumnElement[Any]:
             return func.datetime(base, literal("+").op("||")(cast(offset * seconds, String)).op("||")(" seconds"))
     else:
         base = cast(literal(start, UTCDateTime()), UTCDateTime())
 
-        def at(offset):  # type: ignore[no-untyped-def]
-            return base + func.make_interval(0, 0, 0, 0, 0, 0, offset * seconds)
+        def at(offset: ColumnElement[Any]) -> ColumnElement[Any]:
+            bound: ColumnElement[Any] = base + func.make_interval(0, 0, 0, 0, 0, 0, offset * seconds)
+            return bound
 
     seed = select(literal(0).label("k"))
     ks = seed.cte("candle_k", recursive=True)
@@ -209,7 +210,7 @@ async def candles_for_offers(
     inside = and_(edge.offer_id == tick.offer_id, edge.observed_at >= bounds.c.lo, edge.observed_at < bounds.c.hi,
                   edge.observed_at <= now)
 
-    def edge_price(*order):  # type: ignore[no-untyped-def]
+    def edge_price(*order: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[Decimal]:
         return type_coerce(
             select(edge.input_per_1m + edge.output_per_1m).where(inside).order_by(*order).limit(1).scalar_subquery(),
             Money,

@@ -120,7 +120,7 @@ class KeyChanged:
 
 
 Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged | KeyChanged
-KINDS: dict[str, type[Event]] = {  # type: ignore[valid-type]
+KINDS: dict[str, type[Event]] = {
     "price": PriceChanged, "status": StatusChanged, "usage": UsageRecorded, "balance": BalanceChanged,
     "key": KeyChanged,
 }

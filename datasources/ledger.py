@@ -179,4 +179,5 @@ async def _move(
             idempotency_key=idempotency_key,
         )
     )
-    return balance  # type: ignore[return-value]
+    assert balance is not None  # _missing_or_short raised otherwise
+    return Decimal(balance)

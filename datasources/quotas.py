@@ -202,7 +202,7 @@ async def _increment(session: AsyncSession, subject: str, bucket: datetime, by: 
     statement = statement.on_conflict_do_update(
         index_elements=[COUNTERS.c.subject, COUNTERS.c.window_start], set_={"count": COUNTERS.c.count + by},
     )
-    return (await session.execute(statement.returning(COUNTERS.c.count))).scalar_one()
+    return int((await session.execute(statement.returning(COUNTERS.c.count))).scalar_one())
 
 
 async def lease_requests(

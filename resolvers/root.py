@@ -92,6 +92,7 @@ class Mutation:
 
 @strawberry.type
 class Subscription:
+    # strawberry.subscription() is typed as its resolver's async generator, not the field's item type.
     price_changed: PriceTick = strawberry.subscription(  # type: ignore[assignment]
         resolver=subscriptions.price_changed,
         description="Each committed price change, filtered by model, provider and size of the move (percent).",

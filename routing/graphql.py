@@ -25,7 +25,7 @@ from schema.limits import GraphQLLimits
 from schema.pacing import LARGE, LARGE_ANSWERS, Pacer
 
 
-class _Encoded(dict):  # type: ignore[type-arg]
+class _Encoded(dict[str, object]):
     """An answer already written as JSON (by `routing.encoding`), handed to `encode_json` as it is."""
 
     body: bytes
@@ -72,7 +72,7 @@ def _capped(receive: Receive, limit: int) -> Receive:
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    websocket_adapter_class = websocket.WebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = websocket.WebSocketAdapter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -138,7 +138,7 @@ class GraphQLApp(GraphQL[Context, None]):
         if isinstance(result, CachedAnswer):
             cached = _Encoded()
             cached.body = result.body
-            return cached  # type: ignore[return-value]
+            return cached  # type: ignore[return-value]  # strawberry types the result as its JSON TypedDict
         answer = await super().process_result(request, result)
         pacer: Pacer = request.app.state.pacer
         body = await encode_answer(dict(answer), pacer, request.app.state.graphql_limits)
@@ -152,7 +152,7 @@ class GraphQLApp(GraphQL[Context, None]):
             request.app.state.response_cache.put(keyed[0], keyed[1], body)
         encoded = _Encoded()
         encoded.body = body
-        return encoded  # type: ignore[return-value]
+        return encoded  # type: ignore[return-value]  # strawberry types the result as its JSON TypedDict
 
     def encode_json(self, data: object) -> str | bytes:
         if isinstance(data, _Encoded):

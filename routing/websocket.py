@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from json import JSONDecodeError
+from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -20,6 +21,9 @@ from strawberry.http.exceptions import (
 from datasources.callers import Principal, authenticate
 from datasources.errors import DomainError
 from routing.encoding import TooLarge, encode
+
+if TYPE_CHECKING:
+    from schema.context import Context
 
 # Close codes: the graphql-transport-ws ones are sent by Strawberry (4400 bad message, 4401 subscribe
 # before ack, 4403 rejected init, 4408 init timeout, 4409 duplicate id, 4429 repeated init); these are ours.
@@ -101,7 +105,7 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
         except KeyError as exc:
             raise NonTextMessageReceived from exc
 
-    async def send_json(self, message):  # type: ignore[no-untyped-def]
+    async def send_json(self, message: Mapping[str, object]) -> None:
         if self.ws.application_state == WebSocketState.DISCONNECTED:
             raise WebSocketDisconnected
         state = self.ws.app.state
@@ -136,9 +140,10 @@ def init_authorization(payload: object) -> str | None:
     return None
 
 
-async def connect(context) -> None:  # type: ignore[no-untyped-def]
+async def connect(context: Context) -> None:
     """Authenticate the connection from its init payload (or handshake header) and take a slot."""
-    ws: WebSocket = context.request
+    ws = context.request
+    assert isinstance(ws, WebSocket)
     header = init_authorization(context.connection_params) or ws.headers.get("authorization")
     client = ws.client.host if ws.client else "unknown"
     try:

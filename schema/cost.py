@@ -136,7 +136,7 @@ class _Estimate:
         bound = bound_of(definition)
         if bound is not None:
             size = bound.size(self._arguments(definition, node))
-        elif is_list_type(get_nullable_type(definition.type)):  # type: ignore[arg-type]
+        elif is_list_type(get_nullable_type(definition.type)):
             size = UNBOUNDED
         else:
             size = 1
@@ -211,7 +211,7 @@ def _input_fields(schema: GraphQLSchema, value: object) -> list[object] | None:
 
 def _possible_types(schema: GraphQLSchema, value: object) -> list[object] | None:
     if isinstance(value, GraphQLNamedType) and is_abstract_type(value):
-        return list(schema.get_possible_types(value))  # type: ignore[arg-type]
+        return list(schema.get_possible_types(value))
     return None
 
 

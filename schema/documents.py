@@ -51,7 +51,7 @@ class DocumentCache:
 class CachedDocuments(SchemaExtension):
     known: _Known | None = None
 
-    def on_parse(self) -> Iterator[None]:  # type: ignore[override]
+    def on_parse(self) -> Iterator[None]:
         execution = self.execution_context
         cache: DocumentCache = execution.context.request.app.state.documents
         text = execution.query
@@ -69,7 +69,7 @@ class CachedDocuments(SchemaExtension):
                 execution.graphql_document = self.known.document
         yield
 
-    def on_validate(self) -> Iterator[None]:  # type: ignore[override]
+    def on_validate(self) -> Iterator[None]:
         execution = self.execution_context
         known = self.known
         if known is not None and execution.graphql_document is known.document:

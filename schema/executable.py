@@ -28,7 +28,7 @@ MAX_TOKENS = 2000
 
 
 class Schema(strawberry.Schema):
-    def process_errors(self, errors, execution_context=None) -> None:  # type: ignore[no-untyped-def]
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Errors are logged where they are coded (schema/guard.py): only unexpected ones, once."""
 
     async def _execute_operation(self, execution_context: Any, *args: Any, **kwargs: Any) -> Any:
@@ -67,5 +67,6 @@ def build(query: type, mutation: type, subscription: type) -> Schema:
             Guard,
             Pacing,
         ],
+        # strawberry types scalar_map values as its private ScalarWrapper, which strawberry.scalar() returns
         config=StrawberryConfig(scalar_map={**USAGE_SCALARS}),  # type: ignore[dict-item]
     )

@@ -104,7 +104,7 @@ class Pacing(SchemaExtension):
 
     pacer: Pacer | None = None
 
-    def on_execute(self) -> Iterator[None]:  # type: ignore[override]
+    def on_execute(self) -> Iterator[None]:
         pacer: Pacer = self.execution_context.context.pacer
         self.pacer = pacer
         with pacer.running():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import NewType
+from typing import NewType, TypedDict
 
 import strawberry
 
@@ -65,6 +65,18 @@ class UsageFilter:
         )
 
 
+class TotalsFields(TypedDict):
+    """UsageTotals' fields, as keyword arguments."""
+
+    requests: int
+    successful_requests: int
+    failed_requests: int
+    input_tokens: BigInt
+    output_tokens: BigInt
+    total_tokens: BigInt
+    cost: Decimal
+
+
 @strawberry.type(description="Totals over the usage records a filter selects; cost in USD.")
 class UsageTotals:
     requests: int
@@ -76,16 +88,17 @@ class UsageTotals:
     cost: Decimal
 
     @staticmethod
-    def values(totals: usage.Totals) -> dict[str, object]:
+    def values(totals: usage.Totals) -> TotalsFields:
         return {
             "requests": totals.requests, "successful_requests": totals.successful,
-            "failed_requests": totals.failed, "input_tokens": totals.input_tokens,
-            "output_tokens": totals.output_tokens, "total_tokens": totals.total_tokens, "cost": totals.cost,
+            "failed_requests": totals.failed, "input_tokens": BigInt(totals.input_tokens),
+            "output_tokens": BigInt(totals.output_tokens), "total_tokens": BigInt(totals.total_tokens),
+            "cost": totals.cost,
         }
 
     @classmethod
     def of(cls, totals: usage.Totals) -> UsageTotals:
-        return cls(**UsageTotals.values(totals))  # type: ignore[arg-type]
+        return cls(**UsageTotals.values(totals))
 
 
 @strawberry.type(description="Usage of one model (all providers).")
@@ -277,14 +290,14 @@ class Usage:
         GROUPS.check(first)
         async with info.context.sessionmaker() as session:
             page = await usage.by_day(session, self.scope, first)
-        return [DailyUsage(date=g.key, **UsageTotals.values(g.totals)) for g in page.items]  # type: ignore[arg-type]
+        return [DailyUsage(date=g.key, **UsageTotals.values(g.totals)) for g in page.items]
 
     @strawberry.field(description="Per model, most expensive first.", extensions=[GROUPS])
     async def by_model(self, info: Info, first: int = GROUPS.default) -> list[ModelUsage]:
         GROUPS.check(first)
         async with info.context.sessionmaker() as session:
             page = await usage.by_model(session, self.scope, first)
-        return [ModelUsage(model=g.key, **UsageTotals.values(g.totals)) for g in page.items]  # type: ignore[arg-type]
+        return [ModelUsage(model=g.key, **UsageTotals.values(g.totals)) for g in page.items]
 
     @strawberry.field(description="Per API key, most expensive first.", extensions=[GROUPS])
     async def by_key(self, info: Info, first: int = GROUPS.default) -> list[KeyUsage]:
@@ -293,7 +306,7 @@ class Usage:
             page = await usage.by_key(session, self.scope, first)
         return [
             KeyUsage(key_id=strawberry.ID(g.key) if g.key else None, name=g.name, prefix=g.prefix,
-                     revoked=g.revoked_at is not None, **UsageTotals.values(g.totals))  # type: ignore[arg-type]
+                     revoked=g.revoked_at is not None, **UsageTotals.values(g.totals))
             for g in page.items
         ]
 
@@ -302,7 +315,7 @@ class Usage:
         GROUPS.check(first)
         async with info.context.sessionmaker() as session:
             page = await usage.by_endpoint(session, self.scope, first)
-        return [EndpointUsage(endpoint=g.key, **UsageTotals.values(g.totals))  # type: ignore[arg-type]
+        return [EndpointUsage(endpoint=g.key, **UsageTotals.values(g.totals))
                 for g in page.items]
 
     @strawberry.field(description="Request logs, newest first.", extensions=[LOGS])

@@ -98,7 +98,7 @@ async def apply_offers(
         for offer_id, row, entry in zip(ids, rows, new_entries[start:start + CHUNK], strict=True):
             result.ticks.append(PriceChanged(
                 offer_id, entry.provider, entry.model.slug, entry.variant,
-                row["input_per_1m"], row["output_per_1m"], None, None, observed_at,  # type: ignore[arg-type]
+                entry.input_per_1m, entry.output_per_1m, None, None, observed_at,
             ))
     result.offers_created = len(new_rows)
     await _insert_ticks(session, result.ticks, source)
@@ -248,7 +248,8 @@ async def _refresh_model_context(session: AsyncSession, model_ids: set[int]) -> 
     )).all()
     best: dict[int, int | None] = dict.fromkeys(model_ids)
     for model_id, window in rows:
-        if window is not None and (best[model_id] is None or window > best[model_id]):  # type: ignore[operator]
+        known = best[model_id]
+        if window is not None and (known is None or window > known):
             best[model_id] = window
     current = dict((await session.execute(
         select(Model.id, Model.context_window).where(Model.id.in_(model_ids))

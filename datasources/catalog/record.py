@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,8 @@ from datasources.db.models import Model, Offer, Provider
 from datasources.errors import BadInput, NotFound
 
 SOURCE = "admin"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ async def to_entries(session: AsyncSession, observations: Sequence[Observation])
             .where(Provider.slug == provider, Model.slug == identity.slug, Offer.variant == seen.variant)
         )).scalar_one_or_none()
 
-        def keep(given, name, default):  # type: ignore[no-untyped-def]
+        def keep(given: T | None, name: str, default: T) -> T:
             return given if given is not None else (getattr(current, name) if current else default)
 
         entries.append(OfferEntry(

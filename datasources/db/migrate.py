@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -43,7 +44,7 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
         await conn.run_sync(_run, command.downgrade, revision)
 
 
-def _run(connection: Connection, action, revision: str) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection, action: Callable[[Config, str], None], revision: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
     action(alembic_config(connection), revision)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from datasources.money import price
 
@@ -46,7 +47,7 @@ class MoneyType(TypeDecorator[Decimal]):
     cache_ok = True
     SCALE = 10
 
-    def load_dialect_impl(self, dialect: Dialect):  # type: ignore[no-untyped-def]
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(BigInteger())
         return dialect.type_descriptor(self.impl)
@@ -61,8 +62,8 @@ class MoneyType(TypeDecorator[Decimal]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return price(Decimal(int(value)).scaleb(-self.SCALE))  # type: ignore[call-overload]
-        return price(Decimal(value))  # type: ignore[arg-type]
+            return price(Decimal(int(str(value))).scaleb(-self.SCALE))
+        return price(Decimal(str(value)))
 
 
 Money = MoneyType()

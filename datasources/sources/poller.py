@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.catalog.entries import OfferEntry
@@ -125,10 +125,12 @@ async def _apply_snapshot(
     report.events = events
 
 
-async def _owned(session: AsyncSession, source: str, *conditions: object) -> list[tuple[Offer, str, str]]:
+async def _owned(
+    session: AsyncSession, source: str, *conditions: ColumnElement[bool]
+) -> list[tuple[Offer, str, str]]:
     rows = await session.execute(
         select(Offer, Provider.slug, Model.slug).join(Provider, Offer.provider_id == Provider.id)
-        .join(Model, Offer.model_id == Model.id).where(Offer.source == source, *conditions)  # type: ignore[arg-type]
+        .join(Model, Offer.model_id == Model.id).where(Offer.source == source, *conditions)
         .order_by(Offer.id)
     )
     return [(offer, provider, model) for offer, provider, model in rows]

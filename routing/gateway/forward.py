@@ -111,9 +111,10 @@ async def open_attempt(
                 return await _refused(candidate, response)
             chunks = response.content.iter_any()
             first = b""
-            while not first:  # skip empty reads; an empty answer is a failure below
-                first = await anext(chunks, None)  # type: ignore[arg-type]
-                if first is None:
+            while not first:  # skip empty reads; an empty answer is a failure
+                try:
+                    first = await chunks.__anext__()
+                except StopAsyncIteration:
                     response.release()
                     return Failure(candidate.slug, "empty answer", response.status)
         return Opened(candidate, response, chunks, first, started, time.monotonic())

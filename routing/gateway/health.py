@@ -4,6 +4,7 @@ latency (time to first byte) and throughput (completion tokens per second) of ro
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EWMA_WEIGHT = 0.3  # how much one new observation moves the average
@@ -20,7 +21,9 @@ class ProviderHealth:
 
 
 class Health:
-    def __init__(self, failures_to_open: int = 5, cooldown: float = 30.0, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, failures_to_open: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.failures_to_open = failures_to_open
         self.cooldown = cooldown
         self.clock = clock
@@ -39,11 +42,11 @@ class Health:
             return None
         now = self.clock()
         if state.retry_after_until > now:
-            return state.retry_after_until
+            return float(state.retry_after_until)
         if state.open_until > now:
-            return state.open_until
+            return float(state.open_until)
         if state.open_until and state.probing:
-            return now + 1.0  # one probe at a time while half-open
+            return float(now) + 1.0  # one probe at a time while half-open
         return None
 
     def begin(self, slug: str) -> None:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from datasources import callers, errors
 from datasources.callers import Principal, authenticate
 from datasources.plans import Feature
-from datasources.pricebook import Catalog
+from datasources.pricebook import Catalog, PriceBook
 from datasources.quotas import Admission
 from routing.cache import wants_fresh
 from routing.wire import dumps
@@ -59,7 +59,8 @@ class Call:
     @property
     def catalog(self) -> Catalog:
         """The price book's current snapshot."""
-        return self.request.app.state.book.catalog
+        book: PriceBook = self.request.app.state.book
+        return book.catalog
 
     async def caught_up(self) -> None:
         """Before reading the caller's own balance or usage: every request this process already answered

@@ -104,8 +104,8 @@ def day_entry(group: usage.Group) -> dict[str, Any]:
     return {
         "object": "usage.cost",
         "date": day.isoformat(),
-        "start_time": unix(start),
-        "end_time": unix(start) + 86_400,  # type: ignore[operator]
+        "start_time": int(start.timestamp()),
+        "end_time": int(start.timestamp()) + 86_400,
         **totals_fields(group.totals),
     }
 
