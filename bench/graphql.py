@@ -27,7 +27,7 @@ AREAS = {
     "SQLAlchemy": ("sqlalchemy/",),
     "aiosqlite": ("aiosqlite/",),
     "h11 (HTTP parsing, no httptools)": ("h11/",),
-    "auth/limits": ("routing/auth.py", "routing/limits.py"),
+    "callers/admission": ("datasources/callers.py", "datasources/quotas.py"),
 }
 PAGE = 1000  # resolvers/catalog.py: MODELS.maximum
 PRICE_FIELDS = ("variant providerModelId inputPer1m outputPer1m blendedPer1m contextWindow status supportsVision "
