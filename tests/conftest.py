@@ -2,18 +2,25 @@
 
 TEST_DATABASE_URL names a PostgreSQL server and a database the tests may connect to (e.g.
 postgresql+asyncpg://postgres@127.0.0.1:5432/test); each test gets its own database created beside it.
+
+Price data: the tests read the files in tests/fixtures (see its README). Tests marked `real_data` read
+the full files in ../shared (data and docs) beside the checkout; without that directory they are
+deselected, and the terminal summary says how many did not run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import socket
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -25,8 +32,60 @@ from datasources.db import migrate
 from datasources.db.engine import create_engine, database_url, sessionmaker
 
 PG_ENV = "TEST_DATABASE_URL"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_DATA = SHARED / "data"
+SHARED_DOCS = SHARED / "docs"
 BACKENDS = ["sqlite", "postgresql"]
+REAL_DATA = "real_data"
+T = TypeVar("T")
+
+
+# ---- real data: optional tests on the full files in ../shared ----------------------------------------
+
+
+def data_files(name: str) -> list[Any]:
+    """Parameters for a test that reads the data file `name`: the shipped fixture, and the full real file."""
+    return [
+        pytest.param(FIXTURES / name, id="fixture"),
+        pytest.param(SHARED_DATA / name, id="real", marks=pytest.mark.real_data),
+    ]
+
+
+_NOT_RUN = pytest.StashKey[tuple[int, Path]]()  # how many real-data tests were deselected, and what is missing
+
+
+def _missing_real_data() -> Path | None:
+    return next((path for path in (SHARED_DATA, SHARED_DOCS) if not path.is_dir()), None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{REAL_DATA}: reads the full real files in ../shared (data, docs); deselected without them"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(REAL_DATA)
+    missing = _missing_real_data()
+    if missing is None:
+        return
+    deselected = [item for item in items if item.get_closest_marker(REAL_DATA)]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker(REAL_DATA)]
+        config.hook.pytest_deselected(items=deselected)
+        config.stash[_NOT_RUN] = (len(deselected), missing)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    not_run = config.stash.get(_NOT_RUN, None)
+    if not_run is not None:
+        count, missing = not_run
+        terminalreporter.write_line(
+            f"real-data tests not run ({count}): ../shared/{missing.name} not found at {missing}", yellow=True
+        )
 
 
 def pg_server_url() -> URL | None:
@@ -142,9 +201,49 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"the shared price data is not at {SHARED_DATA}")
+    """../shared/data; a test using it is a real-data test (marked so at collection)."""
     return SHARED_DATA
+
+
+# ---- waiting for something to happen --------------------------------------------------------------
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 5.0, what: str = "the condition", interval: float = 0.02
+) -> T:
+    """Poll `predicate` until it returns something true, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
+    return value
+
+
+async def await_until(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 5.0, what: str = "the condition", interval: float = 0.02
+) -> T:
+    """As wait_until, in a coroutine: `predicate` may be a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def subscribed(broker: Any, before: set[Any], count: int = 1, timeout: float = 5.0) -> None:
+    """Wait until `count` subscriptions beyond `before` (a copy of `broker.listeners` taken before they
+    were sent) listen on a live server's broker: from then on they receive what it publishes."""
+    await await_until(
+        lambda: len(broker.listeners.copy() - before) >= count,
+        timeout,
+        f"{count} new subscription(s) listening on the broker",
+    )
 
 
 def free_port() -> int:
@@ -156,7 +255,8 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn server on 127.0.0.1, in a thread with its own event loop."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: Any) -> None:
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")

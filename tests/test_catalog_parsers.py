@@ -1,4 +1,5 @@
-"""LiteLLM and OpenRouter importers against the real files in /work/shared/data, plus bad input."""
+"""LiteLLM and OpenRouter importers against the shipped fixtures (tests/fixtures), the full real files in
+../shared/data (real-data tests), and bad input."""
 
 from __future__ import annotations
 
@@ -19,15 +20,14 @@ from datasources.catalog.openrouter import (
 )
 from datasources.catalog.providers import PROVIDERS, SOURCE_PROVIDER_NAMES, provider_slug
 from datasources.catalog.seed import SEED_PATH, load_seed
+from tests.conftest import FIXTURES, SHARED_DATA, data_files
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LITELLM = DATA / "litellm_model_prices.json"
-OR_MODELS = DATA / "openrouter_models.json"
-OR_ENDPOINTS = DATA / "openrouter_endpoints_sample.jsonl"
+REAL_LITELLM = SHARED_DATA / "litellm_model_prices.json"
+OR_MODELS = FIXTURES / "openrouter_models.json"  # made up, in OpenRouter's format (see fixtures/README.md)
+OR_ENDPOINTS = FIXTURES / "openrouter_endpoints_sample.jsonl"
+REAL_OR_MODELS = SHARED_DATA / "openrouter_models.json"
+REAL_OR_ENDPOINTS = SHARED_DATA / "openrouter_endpoints_sample.jsonl"
 
-needs_data = pytest.mark.skipif(
-    not LITELLM.exists(), reason=f"real price data not found at {DATA} (shared/data is not checked out)"
-)
 AGGREGATORS = {name for name, slug in SOURCE_PROVIDER_NAMES.items() if slug is None}
 
 
@@ -35,11 +35,16 @@ def D(text: str) -> Decimal:
     return Decimal(text)
 
 
+@pytest.fixture(scope="module", params=data_files("litellm_model_prices.json"))
+def litellm_path(request: pytest.FixtureRequest) -> Path:
+    """The trimmed LiteLLM catalog in tests/fixtures, and the full one (a real-data test)."""
+    path: Path = request.param
+    return path
+
+
 @pytest.fixture(scope="module")
-def litellm_offers() -> list[OfferEntry]:
-    if not LITELLM.exists():
-        pytest.skip(f"real price data not found at {DATA}")
-    return parse_litellm_file(LITELLM)
+def litellm_offers(litellm_path: Path) -> list[OfferEntry]:
+    return parse_litellm_file(litellm_path)
 
 
 def prices(offers: list[OfferEntry], slug: str) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
@@ -49,17 +54,17 @@ def prices(offers: list[OfferEntry], slug: str) -> dict[tuple[str, str], tuple[D
 
 
 # ---------------------------------------------------------------------------------------------
-# LiteLLM, real file
+# LiteLLM: the fixture holds these real entries unchanged (tests/test_fixtures.py checks it)
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_data
-def test_litellm_counts(litellm_offers: list[OfferEntry]) -> None:
-    assert len({o.model.slug for o in litellm_offers}) >= 300
-    assert len({o.provider for o in litellm_offers}) >= 15
+@pytest.mark.real_data
+def test_litellm_counts() -> None:
+    offers = parse_litellm_file(REAL_LITELLM)
+    assert len({o.model.slug for o in offers}) >= 300
+    assert len({o.provider for o in offers}) >= 15
 
 
-@needs_data
 def test_llama_33_70b_across_providers(litellm_offers: list[OfferEntry]) -> None:
     found = prices(litellm_offers, "llama-3.3-70b")
     assert len({provider for provider, _ in found}) >= 4
@@ -73,7 +78,6 @@ def test_llama_33_70b_across_providers(litellm_offers: list[OfferEntry]) -> None
     assert found[("deepinfra", "turbo")] == (D("0.1"), D("0.32"))
 
 
-@needs_data
 def test_deepseek_v3_across_providers(litellm_offers: list[OfferEntry]) -> None:
     found = prices(litellm_offers, "deepseek-v3")
     assert len({provider for provider, _ in found}) >= 4
@@ -82,34 +86,35 @@ def test_deepseek_v3_across_providers(litellm_offers: list[OfferEntry]) -> None:
     assert found[("fireworks", "")] == (D("0.9"), D("0.9"))
     assert found[("hyperbolic", "")] == (D("0.2"), D("0.2"))
     assert found[("deepseek", "")] == (D("0.27"), D("1.1"))
-    # Neighbouring models did not leak in.
+    # Neighbouring models did not leak in (the file has them: V3-0324, V3.1 and R1 at the same hosts).
+    neighbours = {"deepseek-v3-0324", "deepseek-v3.1", "deepseek-r1"}
+    assert {o.model.slug for o in litellm_offers if o.provider in {"deepinfra", "fireworks"}} >= neighbours
     keys = {o.source_key for o in litellm_offers if o.model.slug == "deepseek-v3"}
     assert not any(("0324" in k or "v3.1" in k.lower() or "r1" in k.lower()) for k in keys)
 
 
-@needs_data
-def test_no_aggregators_and_known_providers(litellm_offers: list[OfferEntry]) -> None:
+def test_no_aggregators_and_known_providers(litellm_offers: list[OfferEntry], litellm_path: Path) -> None:
+    aggregators = AGGREGATORS | {"openrouter", "vercel_ai_gateway", "github_copilot", "aihubmix"}
+    data = json.loads(litellm_path.read_text())
+    assert {e.get("litellm_provider") for e in data.values()} >= {"vercel_ai_gateway", "github_copilot", "aihubmix"}
     providers = {o.provider for o in litellm_offers}
     assert providers <= set(PROVIDERS)
-    assert not providers & (AGGREGATORS | {"openrouter", "vercel_ai_gateway", "github_copilot", "aihubmix"})
+    assert not providers & aggregators
 
 
-@needs_data
 def test_offer_keys_unique_and_sorted(litellm_offers: list[OfferEntry]) -> None:
     keys = [(o.provider, o.model.slug, o.variant) for o in litellm_offers]
     assert len(keys) == len(set(keys))
     assert keys == sorted(keys)
 
 
-@needs_data
-def test_deterministic_whatever_the_key_order(litellm_offers: list[OfferEntry]) -> None:
-    data = json.loads(LITELLM.read_text())
+def test_deterministic_whatever_the_key_order(litellm_offers: list[OfferEntry], litellm_path: Path) -> None:
+    data = json.loads(litellm_path.read_text())
     items = list(data.items())
     random.Random(7).shuffle(items)
-    assert parse_litellm(dict(items), str(LITELLM)) == litellm_offers
+    assert parse_litellm(dict(items), str(litellm_path)) == litellm_offers
 
 
-@needs_data
 def test_duplicate_keys_merge_or_split(litellm_offers: list[OfferEntry]) -> None:
     cerebras = [o for o in litellm_offers if o.provider == "cerebras" and o.model.slug == "llama-3.1-70b"]
     assert len(cerebras) == 1  # cerebras/llama-3.1-70b and cerebras/llama3.1-70b, equal prices
@@ -117,9 +122,9 @@ def test_duplicate_keys_merge_or_split(litellm_offers: list[OfferEntry]) -> None
     assert [o.source_key for o in chat] == ["deepseek/deepseek-chat"]
 
 
-@needs_data
-def test_seed_round_trips_to_the_parse(litellm_offers: list[OfferEntry]) -> None:
-    assert load_seed(SEED_PATH) == litellm_offers
+@pytest.mark.real_data
+def test_seed_round_trips_to_the_parse() -> None:
+    assert load_seed(SEED_PATH) == parse_litellm_file(REAL_LITELLM)
 
 
 def test_seed_loads_without_shared_data() -> None:
@@ -196,12 +201,64 @@ def test_truncated_file_names_file_and_line(tmp_path: Path) -> None:
 # OpenRouter
 # ---------------------------------------------------------------------------------------------
 
-or_data = pytest.mark.skipif(not OR_MODELS.exists(), reason=f"OpenRouter fixtures not found at {DATA}")
-
-
-@or_data
 def test_openrouter_models_first_party_only() -> None:
     offers = parse_openrouter_file(OR_MODELS)
+    by_key = {(o.provider, o.model.slug, o.variant): o for o in offers}
+    assert {o.provider for o in offers} == {"openai", "anthropic", "google", "xai", "perplexity", "cohere", "bedrock"}
+    found = prices(offers, "gpt-sample-4")
+    assert found == {("openai", ""): (D("3"), D("12")), ("openai", "batch"): (D("1.5"), D("6"))}
+    assert prices(offers, "claude-sample-5") == {("anthropic", ""): (D("4"), D("20"))}
+    assert prices(offers, "grok-sample-5") == {("xai", ""): (D("2.5"), D("12"))}  # x-ai is xai
+    assert prices(offers, "nova-sample-pro") == {("bedrock", ""): (D("0.8"), D("3.2"))}  # amazon is bedrock
+    assert prices(offers, "command-sample") == {("cohere", ""): (D("0"), D("0"))}  # a zero price is a price
+    gpt = by_key[("openai", "gpt-sample-4", "")]
+    assert (gpt.provider_model_id, gpt.context_window, gpt.max_output_tokens) == ("gpt-sample-4", 131072, 16384)
+    assert gpt.supports_vision and gpt.supports_tools
+    sonar = by_key[("perplexity", "sonar-sample", "")]
+    assert not sonar.supports_vision and not sonar.supports_tools
+    assert prices(offers, "gpt-sample-4-mini") == {("openai", ""): (D("0.2"), D("0.8"))}  # not its :free listing
+    # Skipped: moving aliases, :free, variable prices, open weights (by lab or by name).
+    assert not any(o.source_key.startswith(("~", "openrouter/")) or o.source_key.endswith(":free") for o in offers)
+    assert not {"gpt-sample-4-auto", "gpt-oss-sample-90b", "gemma-sample-9b", "llama-sample-3-70b",
+                "kimi-sample-k9"} & {o.model.slug for o in offers}
+
+
+def test_openrouter_endpoints() -> None:
+    offers = parse_openrouter_file(OR_ENDPOINTS)
+    llama = prices(offers, "llama-sample-3-70b")
+    assert llama == {
+        ("deepinfra", ""): (D("0.25"), D("0.4")),
+        ("deepinfra", "turbo"): (D("0.11"), D("0.34")),  # a provider_slug suffix is the variant
+        ("together", "fp8"): (D("0.95"), D("0.95")),
+        ("groq", ""): (D("0.61"), D("0.83")),
+        ("sambanova", "turbo"): (D("0.5"), D("1")),  # sambanova-turbo
+        ("nebius", "fp8"): (D("0.14"), D("0.42")),
+        ("vertex", "us-central1"): (D("0.7"), D("0.7")),
+    }  # not: an unknown host, a disabled endpoint, a variable price
+    kimi = prices(offers, "kimi-sample-k9")
+    assert kimi[("fireworks", "")] != kimi[("fireworks", "fast")]
+    assert [o.provider_model_id for o in offers if o.model.slug == "kimi-sample-k9" and o.provider == "together"] == [
+        "moonshotai/Kimi-Sample-K9"]  # listed twice at one price: one offer
+    groq = {o.variant: (o.input_per_1m, o.provider_model_id) for o in offers
+            if o.model.slug == "gpt-oss-sample-90b" and o.provider == "groq"}
+    assert len(groq) == 2 and {price for price, _ in groq.values()} == {D("0.15"), D("0.3")}  # two prices: two offers
+    assert prices(offers, "claude-sample-5") == {
+        ("anthropic", ""): (D("4"), D("20")),
+        ("anthropic", "batch"): (D("2"), D("10")),  # the record's variant
+        ("bedrock", ""): (D("4"), D("20")),
+        ("bedrock", "claude-on-aws"): (D("4"), D("20")),  # anthropic/claude-on-aws is Bedrock
+        ("vertex", "global"): (D("4.4"), D("22")),
+    }
+    sonnet = next(o for o in offers if (o.provider, o.model.slug, o.variant) == ("anthropic", "claude-sample-5", ""))
+    assert (sonnet.context_window, sonnet.max_output_tokens, sonnet.supports_vision) == (400000, 64000, True)
+    keys = [(o.provider, o.model.slug, o.variant) for o in offers]
+    assert len(keys) == len(set(keys))
+    assert {o.provider for o in offers} <= set(PROVIDERS)
+
+
+@pytest.mark.real_data
+def test_real_openrouter_models_first_party_only() -> None:
+    offers = parse_openrouter_file(REAL_OR_MODELS)
     providers = {o.provider for o in offers}
     assert providers <= {"openai", "anthropic", "google", "xai", "perplexity", "cohere", "ai21", "bedrock", "inception", "morph"}
     found = prices(offers, "gpt-4o")
@@ -212,9 +269,9 @@ def test_openrouter_models_first_party_only() -> None:
     assert not prices(offers, "llama-3.3-70b")  # open weights: no first-party price in this format
 
 
-@or_data
-def test_openrouter_endpoints() -> None:
-    offers = parse_openrouter_file(OR_ENDPOINTS)
+@pytest.mark.real_data
+def test_real_openrouter_endpoints() -> None:
+    offers = parse_openrouter_file(REAL_OR_ENDPOINTS)
     llama = prices(offers, "llama-3.3-70b")
     assert llama[("deepinfra", "turbo")] == (D("0.1"), D("0.32"))
     assert llama[("together", "fp8")] == (D("1.04"), D("1.04"))

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
+from datasources.catalog.litellm import parse_litellm_file
 from datasources.db import migrate
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Account, ApiKey, BalanceTransaction, Offer, PriceTick
-from tests.conftest import Databases
+from tests.conftest import Databases, data_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,12 +132,13 @@ async def test_wrong_format_and_missing_file(fresh_url: URL, tmp_path: Path) -> 
     assert unknown.returncode == 2 and "litellm" in unknown.stderr
 
 
-async def test_import_the_real_litellm_catalog(fresh_url: URL, shared_data: Path) -> None:
-    path = shared_data / "litellm_model_prices.json"
+@pytest.mark.parametrize("path", data_files("litellm_model_prices.json"))
+async def test_import_a_litellm_catalog(fresh_url: URL, path: Path) -> None:
+    """The trimmed catalog of tests/fixtures, and the full real one (a real-data test)."""
     first = run(fresh_url, "import", str(path), "--format", "litellm")
     assert first.returncode == 0, first.stderr
     offers, ticks = await counts(fresh_url)
-    assert offers >= 1000 and ticks == offers
+    assert offers == len(parse_litellm_file(path)) and ticks == offers
     again = run(fresh_url, "import", str(path), "--format", "litellm")
     assert again.returncode == 0, again.stderr
     assert " 0 price ticks" in again.stdout

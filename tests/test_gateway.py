@@ -30,7 +30,7 @@ from routing.gateway.app import install
 from routing.gateway.metering import prompt_tokens, text_tokens
 from routing.gateway.providers import GatewayConfig
 from server import Settings, create_app
-from tests.conftest import Databases, LiveServer, free_port, pg_server_url
+from tests.conftest import Databases, LiveServer, free_port, pg_server_url, wait_until
 from tests.fake_provider import FakeProvider, providers_toml
 
 PLATFORM_CANARY = "sk-CANARY-platform-7f3a9c1e5b"
@@ -555,6 +555,7 @@ def test_canary_keys_never_appear_in_logs_records_ledger_or_errors(world: World,
     caplog.set_level(logging.DEBUG)
     headers = {"X-Provider-Keys": provider_keys({"deepinfra": CUSTOMER_CANARY})}
     bodies: list[str] = []
+    after = _last_id(world)
     ok = world.client(**headers).chat.completions.with_raw_response.create(model="llama-3.3-70b", messages=MESSAGES)
     bodies.append(ok.http_response.text)
     pinned = world.client().chat.completions.with_raw_response.create(model="groq/llama-3.3-70b", messages=MESSAGES)
@@ -572,7 +573,8 @@ def test_canary_keys_never_appear_in_logs_records_ledger_or_errors(world: World,
     bodies.append(world.post({"model": "groq/llama-3.3-70b", "messages": MESSAGES}).text)
     bodies.append(world.post({"model": "llama-3.3-70b", "messages": MESSAGES},
                              **{"X-Provider-Keys": "x" + provider_keys({"groq": CUSTOMER_CANARY})}).text)
-    time.sleep(0.3)
+    wait_until(lambda: not query(world, select(UsageRecord.id).where(
+        UsageRecord.id > after, UsageRecord.state == UsageState.PENDING)), what="the requests' records settle")
     rows = query(world, select(UsageRecord)) + query(world, select(BalanceTransaction))
     dumped = " ".join(repr(vars(r[0])) for r in rows)
     everything = caplog.text + " ".join(bodies) + dumped + repr(world.gateway.config)

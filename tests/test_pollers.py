@@ -1,4 +1,4 @@
-"""Polls against a real HTTP server on 127.0.0.1 serving real snapshots that change between polls."""
+"""Polls against a real HTTP server on 127.0.0.1 serving real LiteLLM snapshots that change between polls."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ from datasources.events import Event, MemoryBroker, PostgresBroker, PriceChanged
 from datasources.sources.leader import PostgresLeader
 from datasources.sources.litellm import LiteLLMPrices
 from datasources.sources.poller import Pollers, poll_once
-from tests.test_sources import T0, Upstream, drain, offers_by_key, serve_upstream
+from tests.conftest import await_until
+from tests.test_sources import LITELLM, T0, Upstream, drain, offers_by_key, serve_upstream
 
-# Real LiteLLM entries: closed models, open models at several hosts, and entries the importer skips.
+# Real LiteLLM entries (tests/fixtures holds them unchanged): closed models, open models at several hosts,
+# and entries the importer skips.
 KEYS = [
     "gpt-4o", "gpt-4o-mini", "o3", "claude-sonnet-4-5", "deepseek/deepseek-chat",
     "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo", "mistral/mistral-large-latest",
@@ -49,8 +51,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def snapshot(shared_data) -> dict[str, dict]:  # type: ignore[no-untyped-def,type-arg]
-    data = json.loads((shared_data / "litellm_model_prices.json").read_text())
+def snapshot() -> dict[str, dict]:  # type: ignore[type-arg]
+    data = json.loads(LITELLM.read_text())
     return {key: data[key] for key in KEYS}
 
 
@@ -166,9 +168,9 @@ async def test_a_removed_entry_is_unavailable_and_comes_back_live(feed, client, 
     assert await count(sessions, PriceTick) == 9  # same price: no tick
 
 
-async def test_a_new_entry_is_a_new_offer(feed, client, sessions, shared_data) -> None:  # type: ignore[no-untyped-def]
+async def test_a_new_entry_is_a_new_offer(feed, client, sessions) -> None:  # type: ignore[no-untyped-def]
     await poll_once(sessions, MemoryBroker(), feed.source, client, now=T0)
-    full = json.loads((shared_data / "litellm_model_prices.json").read_text())
+    full = json.loads(LITELLM.read_text())
     feed.snapshot["gpt-4.1"] = full["gpt-4.1"]
     feed.publish()
     broker = MemoryBroker()
@@ -306,11 +308,8 @@ async def test_pollers_poll_on_an_interval_and_stop(feed, client, sessions) -> N
     pollers = Pollers(sessions, MemoryBroker(), client, [feed.source])
     await pollers.start()
     try:
-        for _ in range(100):
-            if feed.upstream.hits.get(feed.path, 0) >= 3:
-                break
-            await asyncio.sleep(0.05)
-        assert pollers.polling and feed.upstream.hits[feed.path] >= 3
+        await await_until(lambda: feed.upstream.hits.get(feed.path, 0) >= 3, what="three polls")
+        assert pollers.polling
     finally:
         await pollers.stop()
     hits = feed.upstream.hits[feed.path]

@@ -18,23 +18,23 @@ import pytest
 from sqlalchemy.engine import URL
 
 from datasources import accounts
+from datasources.callers import OperatorToken
 from datasources.catalog.record import Observation, record_prices
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Plan
 from routing.rest.openapi import document
 from server import Settings, create_app
-from tests.conftest import SHARED_DATA, LiveServer
+from tests.conftest import FIXTURES, SHARED_DOCS, LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
-PRICE_API_DOC = SHARED_DATA.parent / "docs" / "price-api.txt"
+PRICE_API_DOC = SHARED_DOCS / "price-api.txt"
+EXAMPLES = FIXTURES / "price_api_examples.json"  # the document's examples, as extract_examples() reads them
+OPERATOR = "operator-token-for-the-price-api-tests"
 ENDPOINTS = ["/prices", "/history", "/compare", "/models", "/providers"]
 
 
-def doc_examples() -> dict[str, Any]:
+def extract_examples(text: str) -> dict[str, Any]:
     """The five "Example Response" bodies of the price API document, by endpoint, in document order."""
-    if not PRICE_API_DOC.exists():
-        pytest.skip(f"the price API document is not at {PRICE_API_DOC}")
-    text = PRICE_API_DOC.read_text()
     decoder = json.JSONDecoder()
     examples, start = [], 0
     while (found := text.find("Example Response", start)) != -1:
@@ -43,6 +43,17 @@ def doc_examples() -> dict[str, Any]:
         start = end
     assert len(examples) == len(ENDPOINTS)
     return dict(zip(ENDPOINTS, examples, strict=True))
+
+
+def doc_examples() -> dict[str, Any]:
+    examples: dict[str, Any] = json.loads(EXAMPLES.read_text())
+    assert list(examples) == ENDPOINTS
+    return examples
+
+
+@pytest.mark.real_data
+def test_the_shipped_examples_are_the_documents() -> None:
+    assert doc_examples() == extract_examples(PRICE_API_DOC.read_text())
 
 
 def kind(value: object) -> str:
@@ -120,7 +131,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
     url = asyncio.run(databases.migrated(seeded=True))
     keys, ids = asyncio.run(_setup_accounts(url))
-    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False))
+    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
+                              operator=OperatorToken(OPERATOR)))
     try:
         with LiveServer(app) as server:
             yield Api(server.url, keys, ids, url)
@@ -155,7 +167,7 @@ def test_each_endpoint_answers_the_documented_shape(api: Api, path: str) -> None
     assert response.headers["content-type"] == "application/json"
 
 
-def test_prices_are_the_catalog_prices_cheapest_first(api: Api, shared_data: Path) -> None:
+def test_prices_are_the_catalog_prices_cheapest_first(api: Api) -> None:
     body = api.get("/prices", model="llama-3.3-70b", ip="198.51.100.20").json()
     assert body["model"] == "llama-3.3-70b"
     rows = body["prices"]
@@ -164,7 +176,8 @@ def test_prices_are_the_catalog_prices_cheapest_first(api: Api, shared_data: Pat
     assert blended == sorted(blended)
     for r in rows:
         assert Decimal(str(r["blended_per_1m"])) == (Decimal(str(r["input_per_1m"])) + Decimal(str(r["output_per_1m"]))) / 2
-    entry = json.loads((shared_data / "litellm_model_prices.json").read_text())["nebius/meta-llama/Llama-3.3-70B-Instruct"]
+    catalog = json.loads((FIXTURES / "litellm_model_prices.json").read_text())  # LiteLLM's entries, unchanged
+    entry = catalog["nebius/meta-llama/Llama-3.3-70B-Instruct"]
     nebius = [r for r in rows if r["provider"] == "nebius" and r["variant"] == ""]
     assert len(nebius) == 1
     assert Decimal(str(nebius[0]["input_per_1m"])) == Decimal(repr(entry["input_cost_per_token"])) * 1_000_000
@@ -318,8 +331,7 @@ def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:
     assert history["days"]["schema"]["default"] == 30
 
 
-def test_repeated_reads_come_from_the_cache_until_a_price_moves(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ADMIN_TOKEN", "operator-token-for-the-cache-test")
+def test_repeated_reads_come_from_the_cache_until_a_price_moves(api: Api) -> None:
     ip = "203.0.113.91"
 
     def read() -> httpx.Response:
@@ -332,7 +344,7 @@ def test_repeated_reads_come_from_the_cache_until_a_price_moves(api: Api, monkey
     mutation = """mutation { recordPrices(prices: [{model: "mixtral-8x7b", provider: "together",
                   inputPer1m: "0.5555", outputPer1m: "0.6666"}]) { unchanged } }"""
     recorded = httpx.post(f"{api.base}/graphql", json={"query": mutation},
-                          headers={"Authorization": "Bearer operator-token-for-the-cache-test"}).json()
+                          headers={"Authorization": f"Bearer {OPERATOR}"}).json()
     assert "errors" not in recorded, recorded
     after = read()
     assert after.headers["x-cache"] == "miss"  # the price event retired the entry

@@ -10,6 +10,7 @@ from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Plan
 from datasources.errors import PlanRequired, QuotaExceeded
 from datasources.plans import RULES, Feature, PlanRules, Window, require
+from tests.conftest import await_until
 
 T0 = datetime(2026, 5, 12, 14, 32, tzinfo=UTC)
 SMALL_DAY = PlanRules(Plan.FREE, 3, Window.ROLLING_DAY, frozenset(), 0, 1000)
@@ -102,8 +103,7 @@ async def test_what_one_process_leased_and_left_goes_back_for_the_other(db_url) 
         await first.start()
         await first.admit("account:8", rules)  # leases a block, spends one of it
         assert first.leases["account:8"].tokens > 0
-        while "account:8" in first.leases:  # idle: the rest goes back
-            await asyncio.sleep(0.05)
+        await await_until(lambda: "account:8" not in first.leases, what="the idle lease goes back")
         granted = await _burst([second], "account:8", rules, 1000)
         assert granted.count(True) == 999
     finally:

@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from server import Settings, create_app
-from tests.conftest import Databases, LiveServer, free_port
+from tests.conftest import FIXTURES, Databases, LiveServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,8 +114,9 @@ def test_fresh_start_serves_the_seed_catalog(started: str) -> None:
         assert all(o["model"]["slug"] == model["slug"] for o in offers)
 
 
-def _litellm_price(shared: Path, key: str) -> tuple[Decimal, Decimal]:
-    entry = json.loads((shared / "litellm_model_prices.json").read_text())[key]
+def _litellm_price(key: str) -> tuple[Decimal, Decimal]:
+    """The entry's prices in LiteLLM's file (tests/fixtures holds the entry unchanged), per 1M tokens."""
+    entry = json.loads((FIXTURES / "litellm_model_prices.json").read_text())[key]
     per_1m = [Decimal(repr(entry[f"{side}_cost_per_token"])) * 1_000_000 for side in ("input", "output")]
     return per_1m[0], per_1m[1]
 
@@ -130,14 +131,14 @@ def _litellm_price(shared: Path, key: str) -> tuple[Decimal, Decimal]:
     ],
 )
 def test_benchmark_models_span_providers_at_the_file_prices(
-    started: str, shared_data: Path, slug: str, provider: str, key: str
+    started: str, slug: str, provider: str, key: str
 ) -> None:
     query = "query ($slug: String!) { model(slug: $slug) { providerCount offers { inputPer1m outputPer1m provider { slug } } } }"
     model = gql(started, query, slug=slug)["model"]
     assert model["providerCount"] >= 4
     prices = {(Decimal(o["inputPer1m"]), Decimal(o["outputPer1m"]))
               for o in model["offers"] if o["provider"]["slug"] == provider}
-    assert _litellm_price(shared_data, key) in prices
+    assert _litellm_price(key) in prices
 
 
 def test_graphql_get_graphiql_and_unknown_model(started: str) -> None:

@@ -17,7 +17,7 @@ from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy.engine import URL
 
 from server import Settings, create_app
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, await_until, subscribed
 
 ADMIN = "admin-token-for-tests"
 PROTOCOLS = ["graphql-transport-ws", "graphql-ws"]
@@ -89,8 +89,10 @@ async def first(server: LiveServer, protocol: str, key: str | None, variables: d
                 if len(received) == count:
                     return
 
+        broker = server.app.state.broker
+        before = broker.listeners.copy()
         task = asyncio.create_task(collect())
-        await asyncio.sleep(0.3)  # the subscription is registered with the broker
+        await subscribed(broker, before)
         await trigger()
         await asyncio.wait_for(task, timeout=15)
         return received
@@ -193,10 +195,17 @@ async def test_connections_per_key_are_capped(server: LiveServer) -> None:
     code, reason = await closed_with(fourth)
     assert code == 4429 and "too many connections" in reason
     await open_ones.pop().close()
-    await asyncio.sleep(0.2)
-    again = await raw(server)
-    await again.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
-    assert json.loads(await again.recv())["type"] == "connection_ack"
+
+    async def admitted() -> websockets.ClientConnection | None:  # once the server has seen the close
+        ws = await raw(server)
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
+        try:
+            return ws if json.loads(await ws.recv())["type"] == "connection_ack" else None
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 4429
+            return None
+
+    again = await await_until(admitted, what="a connection in the freed place")
     for ws in (*open_ones, again):
         await ws.close()
 
@@ -206,8 +215,9 @@ async def test_a_revoked_key_ends_its_subscriptions(server: LiveServer) -> None:
     ws = await raw(server)
     await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
+    before = server.app.state.broker.listeners.copy()
     await ws.send(subscribe_message("1"))
-    await asyncio.sleep(0.2)
+    await subscribed(server.app.state.broker, before)
     keys = await apost(server, "{ apiKeys { id } }", token=key)
     revoked = await apost(server, 'mutation ($id: ID!) { revokeApiKey(id: $id) { revoked } }', token=key,
                           id=keys["data"]["apiKeys"][0]["id"])
@@ -220,6 +230,7 @@ async def test_a_slow_consumer_is_cut_off_and_others_carry_on(server: LiveServer
     rows = post(server, '{ prices(provider: "deepinfra") { model { slug } variant inputPer1m outputPer1m } }')
     offers = [p for p in rows["data"]["prices"] if p["variant"] == ""][:12]
     assert len(offers) == 12
+    before = server.app.state.broker.listeners.copy()
     greedy = await raw(server)  # everything, queue of 5: a burst of 12 overflows it
     await greedy.send(json.dumps({"type": "connection_init", "payload": {}}))
     await greedy.recv()
@@ -229,7 +240,7 @@ async def test_a_slow_consumer_is_cut_off_and_others_carry_on(server: LiveServer
     await calm.send(json.dumps({"type": "connection_init", "payload": {}}))
     await calm.recv()
     await calm.send(subscribe_message("one", f'subscription {{ priceChanged(model: "{target}") {{ model }} }}'))
-    await asyncio.sleep(0.3)
+    await subscribed(server.app.state.broker, before, count=2)
 
     burst = [(o["model"]["slug"], "deepinfra", str(Decimal(o["inputPer1m"]) + 1), o["outputPer1m"]) for o in offers]
     assert len((await asyncio.to_thread(record, server, *burst))["ticks"]) == 12

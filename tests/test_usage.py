@@ -32,14 +32,18 @@ from sqlalchemy import update
 from sqlalchemy.engine import URL
 
 from datasources import accounts, ledger, usage
+from datasources.callers import OperatorToken
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import BalanceTransaction, Plan, UsageRecord
 from datasources.events import UsageRecorded
+from routing.websocket import Limits as WebsocketLimits
 from server import Settings, create_app
-from tests.conftest import SHARED_DATA, Databases, LiveServer, pg_server_url
+from tests.conftest import FIXTURES, SHARED_DOCS, Databases, LiveServer, await_until, pg_server_url, subscribed
 
 ROOT = Path(__file__).resolve().parents[1]
-GATEWAY_DOC = SHARED_DATA.parent / "docs" / "gateway-api.txt"
+GATEWAY_DOC = SHARED_DOCS / "gateway-api.txt"
+GATEWAY_EXAMPLES = FIXTURES / "gateway_api_examples.json"  # the document's examples, as extract_examples() reads them
+DOC_MARKERS = ("Usage Response Example", "Billing History")
 ADMIN = "usage-admin-token-for-tests"
 D = Decimal
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -162,7 +166,8 @@ async def _populate(world: World) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     databases = Databases("postgresql" if pg_server_url() else "sqlite", tmp_path_factory.mktemp("usage"))
     url = asyncio.run(databases.migrated(seeded=True))
-    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False))
+    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
+                              operator=OperatorToken(ADMIN), websocket=WebsocketLimits(key_recheck_seconds=1.0)))
     world = World("", url, app)
     asyncio.run(_populate(world))
 
@@ -170,15 +175,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         world.loop = asyncio.get_running_loop()
         await app(scope, receive, send)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ADMIN_TOKEN", ADMIN)
-        patch.setenv("WS_KEY_RECHECK_SECONDS", "1")
-        try:
-            with LiveServer(asgi) as server:
-                world.base = server.url
-                yield world
-        finally:
-            asyncio.run(databases.drop_all())
+    try:
+        with LiveServer(asgi) as server:
+            world.base = server.url
+            yield world
+    finally:
+        asyncio.run(databases.drop_all())
 
 
 def expected(records: list[Rec]) -> dict[str, Any]:
@@ -201,16 +203,27 @@ def named(*names: str) -> list[Rec]:
 # ---- the document's shapes -------------------------------------------------------------------------
 
 
+def extract_examples(text: str) -> dict[str, Any]:
+    """The gateway document's `usage.summary` and billing `list` examples, by the heading above each."""
+    decoder = json.JSONDecoder()
+    found = {}
+    for marker in DOC_MARKERS:
+        start = text.index("{", text.index(marker))
+        found[marker] = decoder.raw_decode(text, start)[0]
+    return found
+
+
 def doc_examples() -> tuple[dict[str, Any], dict[str, Any]]:
     """The document's `usage.summary` and billing `list` examples."""
-    if not GATEWAY_DOC.exists():
-        pytest.skip(f"the gateway document is not at {GATEWAY_DOC}")
-    text, decoder = GATEWAY_DOC.read_text(), json.JSONDecoder()
-    found = []
-    for marker in ("Usage Response Example", "Billing History"):
-        start = text.index("{", text.index(marker))
-        found.append(decoder.raw_decode(text, start)[0])
-    return found[0], found[1]
+    examples = json.loads(GATEWAY_EXAMPLES.read_text())
+    summary, billing = (examples[marker] for marker in DOC_MARKERS)
+    assert (summary["object"], billing["object"]) == ("usage.summary", "list")
+    return summary, billing
+
+
+@pytest.mark.real_data
+def test_the_shipped_examples_are_the_documents() -> None:
+    assert json.loads(GATEWAY_EXAMPLES.read_text()) == extract_examples(GATEWAY_DOC.read_text())
 
 
 def kind(value: object) -> str:
@@ -621,14 +634,13 @@ async def collect(world: World, key: str, subscription: Any, trigger: Any, count
             async for result in session.subscribe(subscription):
                 received.append(next(iter(result.values())))
 
+        broker = world.app.state.broker
+        before = broker.listeners.copy()
         task = asyncio.create_task(listen())
-        await asyncio.sleep(0.4)
+        await subscribed(broker, before)
         await trigger()
-        for _ in range(150):
-            if len(received) >= count:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(settle)
+        await await_until(lambda: len(received) >= count, 15, f"{count} event(s)")
+        await asyncio.sleep(settle)  # time for an extra event to arrive, if one wrongly would
         task.cancel()
         return received
 
