@@ -58,13 +58,20 @@ def _hot_spots(profiler: cProfile.Profile, top: int = 8) -> str:
         return f"{path}:{func}"
 
     own = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
-    cumulative = sorted(((k, v) for k, v in stats.stats.items()  # type: ignore[attr-defined]
-                         if k[0].startswith(str(Path(__file__).resolve().parents[1] / "datasources"))),
-                        key=lambda kv: -kv[1][3])[:top]
-    return ("cProfile of a third (unchanged) import, self: "
-            + ", ".join(f"{name(k)} {v[2]:.2f}s" for k, v in own)
-            + f" (total self {total:.2f}s); project code cumulative: "
-            + ", ".join(f"{name(k)} {v[3]:.2f}s x{v[1]}" for k, v in cumulative))
+    cumulative = sorted(
+        (
+            (k, v)
+            for k, v in stats.stats.items()  # type: ignore[attr-defined]
+            if k[0].startswith(str(Path(__file__).resolve().parents[1] / "datasources"))
+        ),
+        key=lambda kv: -kv[1][3],
+    )[:top]
+    return (
+        "cProfile of a third (unchanged) import, self: "
+        + ", ".join(f"{name(k)} {v[2]:.2f}s" for k, v in own)
+        + f" (total self {total:.2f}s); project code cumulative: "
+        + ", ".join(f"{name(k)} {v[3]:.2f}s x{v[1]}" for k, v in cumulative)
+    )
 
 
 def _subset(tmp: Path, entries: int) -> Path:

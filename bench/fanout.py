@@ -36,9 +36,11 @@ from bench.results import Row
 SCENARIO = "fanout"
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token"
-QUERY = ("subscription { priceChanged { model provider variant inputPer1m outputPer1m blendedPer1m "
-         "previousBlendedPer1m changePct status observedAt } }")
-RECORD = ("mutation ($prices: [PriceInput!]!) { recordPrices(prices: $prices) { ticks { model } unchanged } }")
+QUERY = (
+    "subscription { priceChanged { model provider variant inputPer1m outputPer1m blendedPer1m "
+    "previousBlendedPer1m changePct status observedAt } }"
+)
+RECORD = "mutation ($prices: [PriceInput!]!) { recordPrices(prices: $prices) { ticks { model } unchanged } }"
 MODEL, PROVIDER, OUTPUT = "gpt-4o", "openai", "10"
 MARKER = '"inputPer1m":"'
 TARGET_P99_MS = 250.0
@@ -64,11 +66,19 @@ class Server:
     def __init__(self, folder: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/fanout.db", "PORT": str(self.port),
-               "HOST": "127.0.0.1", "ADMIN_TOKEN": ADMIN, "WS_MAX_CONNECTIONS": "20000", "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/fanout.db",
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "ADMIN_TOKEN": ADMIN,
+            "WS_MAX_CONNECTIONS": "20000",
+            "LOG_LEVEL": "WARNING",
+        }
         self.log = open(f"{folder}/server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "server.py"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -103,8 +113,12 @@ def record(client: httpx.Client, server: Server, input_per_1m: str) -> float:
     """Records one price change; returns time.time() just before the request went out."""
     rows = [{"model": MODEL, "provider": PROVIDER, "inputPer1m": input_per_1m, "outputPer1m": OUTPUT}]
     sent = time.time()
-    answer = client.post(f"{server.url}/graphql", json={"query": RECORD, "variables": {"prices": rows}},
-                         headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+    answer = client.post(
+        f"{server.url}/graphql",
+        json={"query": RECORD, "variables": {"prices": rows}},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=60,
+    )
     body = answer.json()
     assert "errors" not in body and body["data"]["recordPrices"]["ticks"], body
     return sent
@@ -135,7 +149,7 @@ async def _client(url: str, count: int, conn: Any, received: Any) -> None:
                 at = message.find(MARKER)
                 if at >= 0:
                     start = at + len(MARKER)
-                    arrivals.setdefault(message[start:message.index('"', start)], []).append(now)
+                    arrivals.setdefault(message[start : message.index('"', start)], []).append(now)
                     received.value += 1
         except Exception:  # noqa: BLE001, S110 - a dropped connection shows up as missed ticks
             pass
@@ -143,8 +157,14 @@ async def _client(url: str, count: int, conn: Any, received: Any) -> None:
     async def open_one() -> None:
         async with gate:
             try:
-                ws = await connect(url, subprotocols=["graphql-transport-ws"], compression=None,  # type: ignore[list-item]
-                                   open_timeout=120, ping_interval=None, max_queue=None)
+                ws = await connect(
+                    url,
+                    subprotocols=["graphql-transport-ws"],
+                    compression=None,  # type: ignore[list-item]
+                    open_timeout=120,
+                    ping_interval=None,
+                    max_queue=None,
+                )
                 await ws.send(init)
                 ack = json.loads(await asyncio.wait_for(ws.recv(), 120))
                 if ack.get("type") != "connection_ack":
@@ -245,14 +265,44 @@ def bench_size(total: int, series_seconds: int) -> list[Row]:
                 setup = time.time() - began
                 wait_idle(server)
                 cpu1, rss1 = server.stat()
-                print(f"  {case}: {connected:,} connected, {failed} failed in {setup:.1f} s"
-                      + (f" ({errors[0]})" if errors else ""), flush=True)
-                rows.append(Row(SCENARIO, case, "connected", connected, "conns", f"= {total}",
-                                f"{failed} failed; {len(clients.procs)} client processes; set up in {setup:.1f} s"))
-                rows.append(Row(SCENARIO, case, "server memory per connection", (rss1 - rss0) / max(connected, 1),
-                                "bytes", "", f"RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB"))
-                rows.append(Row(SCENARIO, case, "server CPU per connection setup", (cpu1 - cpu0) / max(connected, 1)
-                                * 1000, "ms", "", "handshake, connection_init, subscribe (quota upsert)"))
+                print(
+                    f"  {case}: {connected:,} connected, {failed} failed in {setup:.1f} s"
+                    + (f" ({errors[0]})" if errors else ""),
+                    flush=True,
+                )
+                rows.append(
+                    Row(
+                        SCENARIO,
+                        case,
+                        "connected",
+                        connected,
+                        "conns",
+                        f"= {total}",
+                        f"{failed} failed; {len(clients.procs)} client processes; set up in {setup:.1f} s",
+                    )
+                )
+                rows.append(
+                    Row(
+                        SCENARIO,
+                        case,
+                        "server memory per connection",
+                        (rss1 - rss0) / max(connected, 1),
+                        "bytes",
+                        "",
+                        f"RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB",
+                    )
+                )
+                rows.append(
+                    Row(
+                        SCENARIO,
+                        case,
+                        "server CPU per connection setup",
+                        (cpu1 - cpu0) / max(connected, 1) * 1000,
+                        "ms",
+                        "",
+                        "handshake, connection_init, subscribe (quota upsert)",
+                    )
+                )
 
                 # a warm-up tick: every subscription is registered with the broker once this arrives
                 prices: list[tuple[str, float]] = []
@@ -307,11 +357,25 @@ def bench_size(total: int, series_seconds: int) -> list[Row]:
             rows += [
                 Row(SCENARIO, case + ", one tick", "p50", _pct(first, 0.5), "ms", "", "from mutation sent to received"),
                 Row(SCENARIO, case + ", one tick", "p99", _pct(first, 0.99), "ms", f"<= {TARGET_P99_MS:g}", ""),
-                Row(SCENARIO, case + ", one tick", "max", max(first, default=float("nan")), "ms", "",
-                    "" if done else "not every subscriber had it within 60 s"),
+                Row(
+                    SCENARIO,
+                    case + ", one tick",
+                    "max",
+                    max(first, default=float("nan")),
+                    "ms",
+                    "",
+                    "" if done else "not every subscriber had it within 60 s",
+                ),
                 Row(SCENARIO, case + ", one tick", "missed", connected - len(first), "subscribers", "= 0", ""),
-                Row(SCENARIO, case + ", one tick", "server CPU", single_cpu * 1000, "ms", "",
-                    f"{single_cpu * 1e6 / max(connected, 1):.1f} us per subscriber"),
+                Row(
+                    SCENARIO,
+                    case + ", one tick",
+                    "server CPU",
+                    single_cpu * 1000,
+                    "ms",
+                    "",
+                    f"{single_cpu * 1e6 / max(connected, 1):.1f} us per subscriber",
+                ),
             ]
             series = prices[2:]
             if not series:
@@ -323,14 +387,42 @@ def bench_size(total: int, series_seconds: int) -> list[Row]:
             note = f"{len(series)} ticks at 1/s"
             rows += [
                 Row(SCENARIO, case + f", 1 tick/s x {series_seconds}s", "p50", _pct(every, 0.5), "ms", "", note),
-                Row(SCENARIO, case + f", 1 tick/s x {series_seconds}s", "p99", _pct(every, 0.99), "ms",
-                    f"<= {TARGET_P99_MS:g}", note),
-                Row(SCENARIO, case + f", 1 tick/s x {series_seconds}s", "max", max(every, default=float("nan")),
-                    "ms", "", note),
-                Row(SCENARIO, case + f", 1 tick/s x {series_seconds}s", "missed", missed, "deliveries", "= 0",
-                    f"{alive:,} of {connected:,} connections still open at the end"),
-                Row(SCENARIO, case + f", 1 tick/s x {series_seconds}s", "server CPU", (cpu5 - cpu4) /
-                    max(time.time() - series_began, 1e-9) * 100, "% of a core", "", note),
+                Row(
+                    SCENARIO,
+                    case + f", 1 tick/s x {series_seconds}s",
+                    "p99",
+                    _pct(every, 0.99),
+                    "ms",
+                    f"<= {TARGET_P99_MS:g}",
+                    note,
+                ),
+                Row(
+                    SCENARIO,
+                    case + f", 1 tick/s x {series_seconds}s",
+                    "max",
+                    max(every, default=float("nan")),
+                    "ms",
+                    "",
+                    note,
+                ),
+                Row(
+                    SCENARIO,
+                    case + f", 1 tick/s x {series_seconds}s",
+                    "missed",
+                    missed,
+                    "deliveries",
+                    "= 0",
+                    f"{alive:,} of {connected:,} connections still open at the end",
+                ),
+                Row(
+                    SCENARIO,
+                    case + f", 1 tick/s x {series_seconds}s",
+                    "server CPU",
+                    (cpu5 - cpu4) / max(time.time() - series_began, 1e-9) * 100,
+                    "% of a core",
+                    "",
+                    note,
+                ),
             ]
             for r in rows[-10:]:
                 print(f"  {r.case}: {r.metric} {r.value:,.1f} {r.unit}", flush=True)

@@ -38,8 +38,16 @@ LITELLM_INSTALL_TIMEOUT = 600.0
 
 def _ops(url: str, key: str, stream: bool = False, model: str = MODEL) -> list[list[dict[str, Any]]]:
     body = {**BODY, "model": model, "stream": True} if stream else {**BODY, "model": model}
-    return [[{"method": "POST", "url": url, "body": json.dumps(body),
-              "headers": {"content-type": "application/json", "authorization": f"Bearer {key}"}}]]
+    return [
+        [
+            {
+                "method": "POST",
+                "url": url,
+                "body": json.dumps(body),
+                "headers": {"content-type": "application/json", "authorization": f"Bearer {key}"},
+            }
+        ]
+    ]
 
 
 class Case:
@@ -91,8 +99,9 @@ def measure(case: Case, duration: float, warmup: float, levels: tuple[int, ...])
         out[level] = result
     before = case.cpu()
     stream = loadgen.load(_ops(case.url, case.key, True, case.model), 1, duration, warmup)
-    stream["cpu_ms"] = ((case.cpu() - before) * 1000 / max(1, stream["ops"] + stream["warm"])
-                        if case.pids else float("nan"))
+    stream["cpu_ms"] = (
+        (case.cpu() - before) * 1000 / max(1, stream["ops"] + stream["warm"]) if case.pids else float("nan")
+    )
     out["stream"] = stream
     out["rss"] = case.rss() if case.pids else float("nan")
     return out
@@ -112,8 +121,9 @@ def _check(case: Case, stream: bool = False) -> None:
 
 def _pricegraph(database_url: str, upstream: int, tmp: Path) -> tuple[Process, Case]:
     providers = tmp / "providers.toml"
-    providers.write_text(f'[providers.{PROVIDER}]\nbase_url = "http://127.0.0.1:{upstream}/v1"\n'
-                         f'api_key = "{PLATFORM_KEY}"\n')
+    providers.write_text(
+        f'[providers.{PROVIDER}]\nbase_url = "http://127.0.0.1:{upstream}/v1"\napi_key = "{PLATFORM_KEY}"\n'
+    )
     env = {"DATABASE_URL": database_url, "PROVIDERS_FILE": str(providers)}
     key = loadgen.create_key(env, "enterprise", "1000000")
     port = loadgen.free_port()
@@ -129,8 +139,12 @@ def _litellm_installed(notes: list[str]) -> Path | None:
     started = time.monotonic()
     try:
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, capture_output=True)
-        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True,
-                       capture_output=True, timeout=LITELLM_INSTALL_TIMEOUT)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+            check=True,
+            capture_output=True,
+            timeout=LITELLM_INSTALL_TIMEOUT,
+        )
     except subprocess.TimeoutExpired:
         notes.append(f"LiteLLM skipped: pip install took over {LITELLM_INSTALL_TIMEOUT:g} s")
         return None
@@ -162,18 +176,30 @@ def _litellm(binary: Path, upstream: int, tmp: Path) -> tuple[Process, Case]:
     )
     port = loadgen.free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PROVIDERS_FILE")}
-    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", TELEMETRY="False",
-               LITELLM_LOG="ERROR", NO_DOCS="True", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    process = Process([str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                       "--num_workers", "1"], env, cwd=tmp, inherit=False)
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_TELEMETRY="False",
+        TELEMETRY="False",
+        LITELLM_LOG="ERROR",
+        NO_DOCS="True",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    process = Process(
+        [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        env,
+        cwd=tmp,
+        inherit=False,
+    )
     try:
         loadgen.wait_http(f"http://127.0.0.1:{port}/health/liveliness", process.popen, timeout=180)
     except RuntimeError as exc:
         tail = process.tail()
         process.stop()
         raise RuntimeError(f"{exc}\n{tail}") from None
-    return process, Case("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", master_key, [process.pid],
-                         LITELLM_MODEL)
+    return process, Case(
+        "litellm", f"http://127.0.0.1:{port}/v1/chat/completions", master_key, [process.pid], LITELLM_MODEL
+    )
 
 
 # ---- profiling -----------------------------------------------------------------------------------
@@ -192,9 +218,14 @@ AREAS = {
 def profile(case: Case, seconds: float) -> str:
     """py-spy under load at c=16 (only the thread holding the GIL, i.e. Python CPU): a flame graph in
     bench/results/gateway-profile.svg, and the hottest frames as text."""
-    return loadgen.py_spy(case.pids[0], seconds, lambda: loadgen.load(_ops(case.url, case.key), 16, seconds, 0.2),
-                          RESULTS_DIR / "gateway-profile.svg", AREAS,
-                          skip=("ChatCompletions.__call__", "ChatCompletions.handle", "_unless_gone"))
+    return loadgen.py_spy(
+        case.pids[0],
+        seconds,
+        lambda: loadgen.load(_ops(case.url, case.key), 16, seconds, 0.2),
+        RESULTS_DIR / "gateway-profile.svg",
+        AREAS,
+        skip=("ChatCompletions.__call__", "ChatCompletions.handle", "_unless_gone"),
+    )
 
 
 # ---- rows ------------------------------------------------------------------------------------------
@@ -214,10 +245,26 @@ def _rows(name: str, measured: dict[str, Any], server: bool) -> list[Row]:
         if server:
             rows.append(Row(SCENARIO, case, "server CPU per request", r["cpu_ms"], "ms"))
     s = measured["stream"]
-    rows.append(Row(SCENARIO, f"{name} stream c=1", "first byte p50", s["ttfb_p50"], "ms",
-                    extra={"p50": s["p50"], "p99": s["p99"], "reads_mean": s["reads_mean"], "ops": s["ops"]}))
-    rows.append(Row(SCENARIO, f"{name} stream c=1", "whole stream p50", s["p50"], "ms",
-                    note=f"{s['reads_mean']:.0f} client reads per stream"))
+    rows.append(
+        Row(
+            SCENARIO,
+            f"{name} stream c=1",
+            "first byte p50",
+            s["ttfb_p50"],
+            "ms",
+            extra={"p50": s["p50"], "p99": s["p99"], "reads_mean": s["reads_mean"], "ops": s["ops"]},
+        )
+    )
+    rows.append(
+        Row(
+            SCENARIO,
+            f"{name} stream c=1",
+            "whole stream p50",
+            s["p50"],
+            "ms",
+            note=f"{s['reads_mean']:.0f} client reads per stream",
+        )
+    )
     if server:
         rows.append(Row(SCENARIO, f"{name} stream c=1", "server CPU per stream", s["cpu_ms"], "ms"))
     return rows
@@ -233,17 +280,44 @@ def _summary(name: str, measured: dict[str, Any], direct: dict[str, Any], floor:
     return [
         Row(SCENARIO, name, "added p50 vs direct, c=1", one["p50"] - base["p50"], "ms", "<= 0.5"),
         Row(SCENARIO, name, "added p99 vs direct, c=1", one["p99"] - base["p99"], "ms", "<= 2"),
-        Row(SCENARIO, name, "server CPU per request (c=16)", cpu_levels[16], "ms", "<= 0.5",
-            note=", ".join(f"c={k}: {v:.3f}" for k, v in cpu_levels.items()), extra=dict(
-                (f"c{k}", v) for k, v in cpu_levels.items())),
-        Row(SCENARIO, name, "server CPU per request vs the passthrough (c=16)",
-            cpu_levels[16] / floor[16]["cpu_ms"], "x", "<= 3",
-            note=f"{cpu_levels[16]:.3f} vs {floor[16]['cpu_ms']:.3f} ms in the same run"),
+        Row(
+            SCENARIO,
+            name,
+            "server CPU per request (c=16)",
+            cpu_levels[16],
+            "ms",
+            "<= 0.5",
+            note=", ".join(f"c={k}: {v:.3f}" for k, v in cpu_levels.items()),
+            extra=dict((f"c{k}", v) for k, v in cpu_levels.items()),
+        ),
+        Row(
+            SCENARIO,
+            name,
+            "server CPU per request vs the passthrough (c=16)",
+            cpu_levels[16] / floor[16]["cpu_ms"],
+            "x",
+            "<= 3",
+            note=f"{cpu_levels[16]:.3f} vs {floor[16]['cpu_ms']:.3f} ms in the same run",
+        ),
         Row(SCENARIO, name, "stream first-byte overhead p50", first_byte, "ms", "<= 1"),
-        Row(SCENARIO, name, "per relayed chunk, latency", per_chunk_latency, "µs/chunk", "<= 20",
-            note=f"(stream p50 - first byte) vs direct, / {CHUNKS}"),
-        Row(SCENARIO, name, "per relayed chunk, server CPU", per_chunk_cpu, "µs/chunk", "<= 20",
-            note=f"(CPU per stream - CPU per plain request) / {CHUNKS}"),
+        Row(
+            SCENARIO,
+            name,
+            "per relayed chunk, latency",
+            per_chunk_latency,
+            "µs/chunk",
+            "<= 20",
+            note=f"(stream p50 - first byte) vs direct, / {CHUNKS}",
+        ),
+        Row(
+            SCENARIO,
+            name,
+            "per relayed chunk, server CPU",
+            per_chunk_cpu,
+            "µs/chunk",
+            "<= 20",
+            note=f"(CPU per stream - CPU per plain request) / {CHUNKS}",
+        ),
         Row(SCENARIO, name, "resident memory after run", measured["rss"], "MB", "<= 120"),
     ]
 
@@ -260,9 +334,18 @@ def _missed(rows: list[Row]) -> list[str]:
     return missed
 
 
-def _pricegraph_case(name: str, url: str, upstream: int, tmp: Path, duration: float, warmup: float,
-                     levels: tuple[int, ...], direct: dict[str, Any], floor: dict[str, Any],
-                     profile_seconds: float | None) -> tuple[dict[str, Any], list[Row]]:
+def _pricegraph_case(
+    name: str,
+    url: str,
+    upstream: int,
+    tmp: Path,
+    duration: float,
+    warmup: float,
+    levels: tuple[int, ...],
+    direct: dict[str, Any],
+    floor: dict[str, Any],
+    profile_seconds: float | None,
+) -> tuple[dict[str, Any], list[Row]]:
     process, case = _pricegraph(url, upstream, tmp)
     case.name = name
     with process:
@@ -287,37 +370,70 @@ def run(smoke: bool) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="pricegraph-bench-") as tmp_name:
         tmp = Path(tmp_name)
         upstream_port = loadgen.free_port()
-        with Process([sys.executable, "-m", "bench.upstream", "--port", str(upstream_port), "--chunks",
-                      str(CHUNKS)]) as upstream:
+        with Process(
+            [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port), "--chunks", str(CHUNKS)]
+        ) as upstream:
             loadgen.wait_http(f"http://127.0.0.1:{upstream_port}/", upstream.popen)
             direct_case = Case("direct", f"http://127.0.0.1:{upstream_port}/v1/chat/completions", PLATFORM_KEY, [])
             direct = measure(direct_case, duration, warmup, levels)
             upstream_cpu = loadgen.cpu_seconds(upstream.pid)
             direct_ops = sum(r["ops"] + r["warm"] for k, r in direct.items() if k != "rss")
             rows += _rows("direct", direct, server=False)
-            rows.append(Row(SCENARIO, "direct", "upstream CPU per request", upstream_cpu * 1000 / max(1, direct_ops),
-                            "ms", note="the instant upstream itself, for scale"))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    "direct",
+                    "upstream CPU per request",
+                    upstream_cpu * 1000 / max(1, direct_ops),
+                    "ms",
+                    note="the instant upstream itself, for scale",
+                )
+            )
 
             floor_port = loadgen.free_port()
-            with Process([sys.executable, "-m", "bench.passthrough", "--port", str(floor_port), "--upstream",
-                          f"http://127.0.0.1:{upstream_port}"]) as floor_process:
+            with Process(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.passthrough",
+                    "--port",
+                    str(floor_port),
+                    "--upstream",
+                    f"http://127.0.0.1:{upstream_port}",
+                ]
+            ) as floor_process:
                 loadgen.wait_http(f"http://127.0.0.1:{floor_port}/", floor_process.popen)
-                floor_case = Case("passthrough", f"http://127.0.0.1:{floor_port}/v1/chat/completions", PLATFORM_KEY,
-                                  [floor_process.pid])
+                floor_case = Case(
+                    "passthrough",
+                    f"http://127.0.0.1:{floor_port}/v1/chat/completions",
+                    PLATFORM_KEY,
+                    [floor_process.pid],
+                )
                 floor = measure(floor_case, duration, warmup, levels)
             rows += _rows("bare aiohttp passthrough", floor, server=True)
 
             results: dict[str, dict[str, Any]] = {}
             profile_seconds = None if smoke else 8.0
             name = "pricegraph sqlite"
-            results[name], more = _pricegraph_case(name, f"sqlite+aiosqlite:///{tmp / 'gateway.db'}", upstream_port,
-                                                   tmp, duration, warmup, levels, direct, floor, profile_seconds)
+            results[name], more = _pricegraph_case(
+                name,
+                f"sqlite+aiosqlite:///{tmp / 'gateway.db'}",
+                upstream_port,
+                tmp,
+                duration,
+                warmup,
+                levels,
+                direct,
+                floor,
+                profile_seconds,
+            )
             rows += more
             if loadgen.pg_reachable():
                 name = "pricegraph postgresql"
                 with loadgen.pg_database("pricegraph_bench_gw") as url:
-                    results[name], more = _pricegraph_case(name, url, upstream_port, tmp, duration, warmup, levels, direct,
-                                                           floor, profile_seconds)
+                    results[name], more = _pricegraph_case(
+                        name, url, upstream_port, tmp, duration, warmup, levels, direct, floor, profile_seconds
+                    )
                 rows += more
             else:
                 notes.append("PostgreSQL not reachable at 127.0.0.1:5432: its case skipped")
@@ -330,8 +446,9 @@ def run(smoke: bool) -> list[Row]:
     return rows
 
 
-def _against_litellm(results: dict[str, dict[str, Any]], upstream: int, tmp: Path, duration: float,
-                     warmup: float, notes: list[str]) -> list[Row]:
+def _against_litellm(
+    results: dict[str, dict[str, Any]], upstream: int, tmp: Path, duration: float, warmup: float, notes: list[str]
+) -> list[Row]:
     binary = _litellm_installed(notes)
     if binary is None:
         return []
@@ -349,9 +466,25 @@ def _against_litellm(results: dict[str, dict[str, Any]], upstream: int, tmp: Pat
     for name, measured in results.items():
         for level in LEVELS:
             case = f"{name} vs litellm c={level}"
-            rows.append(Row(SCENARIO, case, "requests/s ratio", measured[level]["rps"] / lite[level]["rps"], "x",
-                            ">= 15", note=f"{measured[level]['rps']:.0f} vs {lite[level]['rps']:.0f} req/s, "
-                                          "one worker each"))
-            rows.append(Row(SCENARIO, case, "CPU per request ratio", lite[level]["cpu_ms"] / measured[level]["cpu_ms"],
-                            "x", note="litellm CPU ms / pricegraph CPU ms"))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    case,
+                    "requests/s ratio",
+                    measured[level]["rps"] / lite[level]["rps"],
+                    "x",
+                    ">= 15",
+                    note=f"{measured[level]['rps']:.0f} vs {lite[level]['rps']:.0f} req/s, one worker each",
+                )
+            )
+            rows.append(
+                Row(
+                    SCENARIO,
+                    case,
+                    "CPU per request ratio",
+                    lite[level]["cpu_ms"] / measured[level]["cpu_ms"],
+                    "x",
+                    note="litellm CPU ms / pricegraph CPU ms",
+                )
+            )
     return rows

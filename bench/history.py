@@ -70,8 +70,9 @@ def real_changes(path: Path = HISTORY_CSV) -> tuple[list[tuple[int, int]], list[
     return starts, steps
 
 
-def _walk(rng: random.Random, start: tuple[int, int], steps: list[tuple[float, float]],
-          moments: Iterator[datetime]) -> Iterator[tuple[datetime, int, int]]:
+def _walk(
+    rng: random.Random, start: tuple[int, int], steps: list[tuple[float, float]], moments: Iterator[datetime]
+) -> Iterator[tuple[datetime, int, int]]:
     """A price walk taking real step ratios, kept within 1/4..4x of where it started."""
     base_i, base_o = start
     i, o = start
@@ -107,18 +108,28 @@ async def create_offers(engine: AsyncEngine, count: int, starts: list[tuple[int,
     sessions = sessionmaker(engine)
     providers, models = 10, -(-count // 10)
     async with sessions() as session, session.begin():
-        await session.execute(insert(Provider), [{"slug": f"bench-p{p}", "name": f"Bench {p}"}
-                                                 for p in range(providers)])
-        await session.execute(insert(Model), [{"slug": f"bench-m{m}", "display_name": f"Bench {m}",
-                                               "family": "bench"} for m in range(models)])
+        await session.execute(
+            insert(Provider), [{"slug": f"bench-p{p}", "name": f"Bench {p}"} for p in range(providers)]
+        )
+        await session.execute(
+            insert(Model),
+            [{"slug": f"bench-m{m}", "display_name": f"Bench {m}", "family": "bench"} for m in range(models)],
+        )
         pids = (await session.execute(select(Provider.id).order_by(Provider.id))).scalars().all()
         mids = (await session.execute(select(Model.id).order_by(Model.id))).scalars().all()
         rows = []
         for n in range(count):
             i, o = starts[n % len(starts)]
-            rows.append({"provider_id": pids[n % providers], "model_id": mids[n // providers],
-                         "provider_model_id": f"bench-{n}", "input_per_1m": Decimal(i) / UNIT,
-                         "output_per_1m": Decimal(o) / UNIT, "source": "bench"})
+            rows.append(
+                {
+                    "provider_id": pids[n % providers],
+                    "model_id": mids[n // providers],
+                    "provider_model_id": f"bench-{n}",
+                    "input_per_1m": Decimal(i) / UNIT,
+                    "output_per_1m": Decimal(o) / UNIT,
+                    "source": "bench",
+                }
+            )
         await session.execute(insert(Offer), rows)
         return list((await session.execute(select(Offer.id).order_by(Offer.id))).scalars().all())
 
@@ -155,7 +166,9 @@ class SQLiteLoader(Loader):
         with self.db:
             self.db.executemany(
                 "INSERT INTO price_ticks (offer_id, input_per_1m, output_per_1m, observed_at, source) "
-                "VALUES (?, ?, ?, ?, ?)", rows)
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
         return len(rows)
 
     async def finish(self) -> None:
@@ -179,8 +192,12 @@ class PostgresLoader(Loader):
             out.write(f"{offer_id},{_money(i)},{_money(o)},{stamp},bench\n")
             n += 1
         data = io.BytesIO(out.getvalue().encode())
-        await self.conn.copy_to_table("price_ticks", source=data, format="csv",
-                                      columns=["offer_id", "input_per_1m", "output_per_1m", "observed_at", "source"])
+        await self.conn.copy_to_table(
+            "price_ticks",
+            source=data,
+            format="csv",
+            columns=["offer_id", "input_per_1m", "output_per_1m", "observed_at", "source"],
+        )
         return n
 
     async def finish(self) -> None:
@@ -188,8 +205,9 @@ class PostgresLoader(Loader):
         await self.conn.close()
 
 
-async def load(engine: AsyncEngine, loader: Loader, sparse: int, dense: int, days: int,
-               seed: int = 7) -> tuple[list[int], list[int], int, float]:
+async def load(
+    engine: AsyncEngine, loader: Loader, sparse: int, dense: int, days: int, seed: int = 7
+) -> tuple[list[int], list[int], int, float]:
     rng = random.Random(seed)
     starts, steps = real_changes()
     offers = await create_offers(engine, sparse + dense, starts)
@@ -231,14 +249,19 @@ async def legacy_candles(engine: AsyncEngine, offer_id: int, days: int, interval
     """The previous implementation's shape: every tick of the window to Python, then build_candles."""
     start, end = window(days, interval, NOW)
     async with sessionmaker(engine)() as session:
-        prior = (await session.execute(
-            select(PriceTick.input_per_1m, PriceTick.output_per_1m)
-            .where(PriceTick.offer_id == offer_id, PriceTick.observed_at < start)
-            .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc()).limit(1))).first()
+        prior = (
+            await session.execute(
+                select(PriceTick.input_per_1m, PriceTick.output_per_1m)
+                .where(PriceTick.offer_id == offer_id, PriceTick.observed_at < start)
+                .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc())
+                .limit(1)
+            )
+        ).first()
         rows = await session.execute(
             select(PriceTick.observed_at, PriceTick.input_per_1m, PriceTick.output_per_1m)
             .where(PriceTick.offer_id == offer_id, PriceTick.observed_at >= start, PriceTick.observed_at <= NOW)
-            .order_by(PriceTick.observed_at, PriceTick.id))
+            .order_by(PriceTick.observed_at, PriceTick.id)
+        )
         ticks = [(t, blended(i, o)) for t, i, o in rows]
     return build_candles(blended(*prior) if prior else None, ticks, start, end, interval)  # type: ignore[return-value]
 
@@ -249,6 +272,7 @@ async def measure(backend: str, engine: AsyncEngine, pairs: dict[str, int], smok
     runs = 5 if smoke else RUNS
     for kind, offer_id in pairs.items():
         for days, interval, label in [(365, Interval.DAY, "365 x 1d"), (30, Interval.HOUR, "30d x 1h")]:
+
             async def call(days: int = days, interval: Interval = interval, offer_id: int = offer_id) -> object:
                 async with sessions() as session:
                     return await candles_for_offer(session, offer_id, days, interval, now=NOW)
@@ -264,8 +288,17 @@ async def measure(backend: str, engine: AsyncEngine, pairs: dict[str, int], smok
             if kind == "dense" and not smoke:  # the old path, for comparison: a few runs are enough
                 times, old = await timed(lambda d=days, i=interval, o=offer_id: legacy_candles(engine, o, d, i), 3, 0)
                 assert old == candles, f"the SQL path disagrees with the Python path on {case}"
-                rows.append(Row(SCENARIO, case + " (python path, before)", "p50", _pct(times, 0.5), "ms", "",
-                                "every tick fetched, candles built in Python; 3 runs; same candles"))
+                rows.append(
+                    Row(
+                        SCENARIO,
+                        case + " (python path, before)",
+                        "p50",
+                        _pct(times, 0.5),
+                        "ms",
+                        "",
+                        "every tick fetched, candles built in Python; 3 runs; same candles",
+                    )
+                )
                 print(f"  {case} python path: p50 {_pct(times, 0.5):.1f} ms", flush=True)
     return rows
 
@@ -278,13 +311,27 @@ async def bench_backend(backend: str, url: URL, loader: Callable[[], Awaitable[L
         print(f"{backend}: loading {sparse} sparse + {dense} dense pairs over {days} days", flush=True)
         sparse_ids, dense_ids, total, seconds = await load(engine, await loader(), sparse, dense, days)
         print(f"{backend}: {total:,} ticks in {seconds:.1f} s", flush=True)
-        rows = [Row(SCENARIO, f"{backend} load", "ticks/s", total / seconds, "rows/s", "",
-                    f"{total:,} ticks ({sparse} sparse + {dense} dense pairs, {days} days) in {seconds:.1f} s")]
+        rows = [
+            Row(
+                SCENARIO,
+                f"{backend} load",
+                "ticks/s",
+                total / seconds,
+                "rows/s",
+                "",
+                f"{total:,} ticks ({sparse} sparse + {dense} dense pairs, {days} days) in {seconds:.1f} s",
+            )
+        ]
         async with sessionmaker(engine)() as session:  # the sparse pair with the most ticks
-            busiest = (await session.execute(
-                select(PriceTick.offer_id).where(PriceTick.offer_id.in_(sparse_ids))
-                .group_by(PriceTick.offer_id).order_by(func.count().desc(), PriceTick.offer_id).limit(1)
-            )).scalar_one()
+            busiest = (
+                await session.execute(
+                    select(PriceTick.offer_id)
+                    .where(PriceTick.offer_id.in_(sparse_ids))
+                    .group_by(PriceTick.offer_id)
+                    .order_by(func.count().desc(), PriceTick.offer_id)
+                    .limit(1)
+                )
+            ).scalar_one()
         rows += await measure(backend, engine, {"sparse": busiest, "dense": dense_ids[0]}, smoke)
         return rows
     finally:
@@ -315,8 +362,9 @@ async def main(smoke: bool) -> list[Row]:
         url = server.set(database=name)
 
         async def pg_loader() -> Loader:
-            return PostgresLoader(await asyncpg.connect(url.set(drivername="postgresql")
-                                                        .render_as_string(hide_password=False)))
+            return PostgresLoader(
+                await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+            )
 
         rows += await bench_backend("postgresql", url, pg_loader, smoke)
     finally:

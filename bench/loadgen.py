@@ -61,13 +61,17 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     reads: list[int] = []
     statuses: dict[str, int] = {}
     warm = errors = 0
-    prepared = [[(r["method"], r["url"], r.get("headers", {}), (r.get("body") or "").encode() or None) for r in op]
-                for op in ops]
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, force_close=False,
-                                     enable_cleanup_closed=False)
+    prepared = [
+        [(r["method"], r["url"], r.get("headers", {}), (r.get("body") or "").encode() or None) for r in op]
+        for op in ops
+    ]
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, limit_per_host=concurrency, force_close=False, enable_cleanup_closed=False
+    )
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                     skip_auto_headers=("User-Agent",)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
+    ) as session:
         start = time.perf_counter()
         measure_from, end = start + warmup, start + warmup + duration
 
@@ -113,11 +117,18 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     ms = [x * 1000 for x in latencies]
     first = [x * 1000 for x in ttfbs]
     return {
-        "ops": len(latencies), "warm": warm, "errors": errors, "statuses": statuses, "wall": wall,
+        "ops": len(latencies),
+        "warm": warm,
+        "errors": errors,
+        "statuses": statuses,
+        "wall": wall,
         "rps": len(latencies) / wall if wall > 0 else 0.0,
-        "p50": percentile(ms, 50), "p90": percentile(ms, 90), "p99": percentile(ms, 99),
+        "p50": percentile(ms, 50),
+        "p90": percentile(ms, 90),
+        "p99": percentile(ms, 99),
         "mean": sum(ms) / len(ms) if ms else float("nan"),
-        "ttfb_p50": percentile(first, 50), "ttfb_p99": percentile(first, 99),
+        "ttfb_p50": percentile(first, 50),
+        "ttfb_p99": percentile(first, 99),
         "reads_mean": sum(reads) / len(reads) if reads else 0.0,
     }
 
@@ -133,8 +144,14 @@ def main() -> None:
 def load(ops: list[list[dict[str, Any]]], concurrency: int, duration: float, warmup: float = 1.0) -> dict[str, Any]:
     """Run the load client in its own process and return its result."""
     spec = {"ops": ops, "concurrency": concurrency, "duration": duration, "warmup": warmup}
-    done = subprocess.run([sys.executable, "-m", "bench.loadgen"], input=json.dumps(spec), capture_output=True,
-                          text=True, cwd=ROOT, timeout=duration + warmup + 120)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=duration + warmup + 120,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"load client failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout)
@@ -178,12 +195,14 @@ def wait_http(url: str, process: subprocess.Popen[Any] | None = None, timeout: f
 class Process:
     """A subprocess with its output in a temporary log file, stopped (by its own pid) on exit."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT,
-                 inherit: bool = True) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT, inherit: bool = True
+    ) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
         environment = {**os.environ, **(env or {})} if inherit else dict(env or {})
-        self.popen = subprocess.Popen(args, env=environment, cwd=cwd, stdout=self.log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.popen = subprocess.Popen(
+            args, env=environment, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
     @property
     def pid(self) -> int:
@@ -213,8 +232,14 @@ class Process:
 
 def server_cli(args: list[str], env: dict[str, str]) -> str:
     """Run `python server.py ...` and return its standard output."""
-    done = subprocess.run([sys.executable, "server.py", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "server.py", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"server.py {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
     return done.stdout
@@ -230,8 +255,7 @@ def create_key(env: dict[str, str], plan: str = "enterprise", credit: str = "100
 
 def start_pricegraph(env: dict[str, str], port: int) -> Process:
     """`python server.py serve` on a port; waits for /healthz."""
-    process = Process([sys.executable, "server.py", "serve", "--port", str(port)],
-                      {"LOG_LEVEL": "WARNING", **env})
+    process = Process([sys.executable, "server.py", "serve", "--port", str(port)], {"LOG_LEVEL": "WARNING", **env})
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", process.popen)
     except RuntimeError as exc:
@@ -294,8 +318,9 @@ def server_cpu_per_request(pid: int, run: Any) -> tuple[dict[str, Any], float]:
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
 
-def py_spy(pid: int, seconds: float, run_load: Any, svg: Path, areas: dict[str, tuple[str, ...]],
-           skip: tuple[str, ...] = ()) -> str:
+def py_spy(
+    pid: int, seconds: float, run_load: Any, svg: Path, areas: dict[str, tuple[str, ...]], skip: tuple[str, ...] = ()
+) -> str:
     """Sample a server with py-spy (--gil: Python CPU only) while `run_load()` runs, twice: once for a flame
     graph at `svg`, once for collapsed stacks summarised by `hot_spots`."""
     spy = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
@@ -306,9 +331,25 @@ def py_spy(pid: int, seconds: float, run_load: Any, svg: Path, areas: dict[str, 
     try:
         for fmt, out in (("flamegraph", svg), ("raw", raw)):
             process = subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "250",
-                 "--format", fmt, "--output", str(out), "--nonblocking", "--gil"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(max(1, int(seconds))),
+                    "--rate",
+                    "250",
+                    "--format",
+                    fmt,
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                    "--gil",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(0.5)
             run_load()
             _, err = process.communicate(timeout=60)
@@ -349,19 +390,25 @@ def hot_spots(collapsed: str, areas: dict[str, tuple[str, ...]], skip: tuple[str
         return "py-spy: no samples"
 
     def area(prefixes: tuple[str, ...]) -> float:
-        hits = sum(int(line.rpartition(" ")[2]) for line in collapsed.splitlines()
-                   if line.rpartition(" ")[2].isdigit() and any(p in line for p in prefixes))
+        hits = sum(
+            int(line.rpartition(" ")[2])
+            for line in collapsed.splitlines()
+            if line.rpartition(" ")[2].isdigit() and any(p in line for p in prefixes)
+        )
         return 100 * hits / total
 
     self_part = ", ".join(f"{f} {100 * n / total:.0f}%" for f, n in own.most_common(top))
     area_part = ", ".join(f"{name} {area(p):.0f}%" for name, p in areas.items())
-    project = [(f, n) for f, n in inclusive.most_common()
-               if f.startswith(("routing/", "datasources/", "resolvers/", "schema/")) and not f.endswith(skip)][:10]
+    project = [
+        (f, n)
+        for f, n in inclusive.most_common()
+        if f.startswith(("routing/", "datasources/", "resolvers/", "schema/")) and not f.endswith(skip)
+    ][:10]
     project_part = ", ".join(f"{f} {100 * n / total:.0f}%" for f, n in project)
-    return (f"py-spy --gil, {total} samples. self: {self_part}. inclusive by area: {area_part}. "
-            f"project code (inclusive): {project_part}")
-
-
+    return (
+        f"py-spy --gil, {total} samples. self: {self_part}. inclusive by area: {area_part}. "
+        f"project code (inclusive): {project_part}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ from aiohttp import ClientSession, TCPConnector, web
 async def _relay(request: web.Request) -> web.StreamResponse:
     client: ClientSession = request.app["client"]
     body = await request.read()
-    async with client.post(request.app["upstream"] + request.path, data=body,
-                           headers={"content-type": "application/json",
-                                    "authorization": request.headers.get("authorization", "")}) as upstream:
+    async with client.post(
+        request.app["upstream"] + request.path,
+        data=body,
+        headers={"content-type": "application/json", "authorization": request.headers.get("authorization", "")},
+    ) as upstream:
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
             response = web.StreamResponse(status=upstream.status, headers={"content-type": "text/event-stream"})
             await response.prepare(request)
@@ -25,8 +27,7 @@ async def _relay(request: web.Request) -> web.StreamResponse:
                 await response.write(chunk)
             await response.write_eof()
             return response
-        return web.Response(status=upstream.status, body=await upstream.read(),
-                            content_type=upstream.content_type)
+        return web.Response(status=upstream.status, body=await upstream.read(), content_type=upstream.content_type)
 
 
 async def _client(app: web.Application) -> object:

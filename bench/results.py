@@ -27,8 +27,10 @@ class Row:
 
 def table(rows: list[Row]) -> str:
     headers = ["scenario", "case", "metric", "value", "unit", "target", "note"]
-    cells = [[r.scenario, r.case, r.metric, f"{r.value:,.3f}".rstrip("0").rstrip("."), r.unit, r.target, r.note]
-             for r in rows]
+    cells = [
+        [r.scenario, r.case, r.metric, f"{r.value:,.3f}".rstrip("0").rstrip("."), r.unit, r.target, r.note]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     body = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
@@ -36,11 +38,17 @@ def table(rows: list[Row]) -> str:
 
 
 def markdown(rows: list[Row], title: str) -> str:
-    out = [f"# {title}", "", f"{platform.node()} · {platform.python_version()} · "
-           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-           "| scenario | case | metric | value | unit | target | note |", "|---|---|---|---:|---|---|---|"]
-    out += [f"| {r.scenario} | {r.case} | {r.metric} | {r.value:,.3f} | {r.unit} | {r.target} | {r.note} |"
-            for r in rows]
+    out = [
+        f"# {title}",
+        "",
+        f"{platform.node()} · {platform.python_version()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        "| scenario | case | metric | value | unit | target | note |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    out += [
+        f"| {r.scenario} | {r.case} | {r.metric} | {r.value:,.3f} | {r.unit} | {r.target} | {r.note} |" for r in rows
+    ]
     return "\n".join(out) + "\n"
 
 

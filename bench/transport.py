@@ -21,11 +21,17 @@ import httpx  # noqa: E402
 
 from routing.gateway.forward import make_client  # noqa: E402
 
-BODY = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
-        b'"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],'
-        b'"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}')
-ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-          + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+BODY = (
+    b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}'
+)
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(BODY)).encode()
+    + b"\r\n\r\n"
+    + BODY
+)
 REQUEST = b'{"model":"m","messages":[{"role":"user","content":"Say hello."}]}'
 
 
@@ -49,7 +55,7 @@ class Upstream(asyncio.Protocol):
                     length = int(line.split(b":", 1)[1])
             if len(self.buffer) < end + 4 + length:
                 return
-            self.buffer = self.buffer[end + 4 + length:]
+            self.buffer = self.buffer[end + 4 + length :]
             self.transport.write(ANSWER)  # type: ignore[attr-defined]
 
 
@@ -82,13 +88,27 @@ async def measure(client: httpx.AsyncClient, url: str, requests: int, concurrenc
 
 async def run(url: str, requests: int, levels: list[int]) -> list[tuple[str, int, float]]:
     rows = []
-    factories = [("httpx default", lambda: httpx.AsyncClient(timeout=30, limits=httpx.Limits(
-        max_connections=1000, max_keepalive_connections=1000)))]
+    factories = [
+        (
+            "httpx default",
+            lambda: httpx.AsyncClient(
+                timeout=30, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+            ),
+        )
+    ]
     try:
         from httpx_aiohttp import AiohttpTransport
 
-        factories.append(("httpx-aiohttp", lambda: httpx.AsyncClient(transport=AiohttpTransport(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)))))
+        factories.append(
+            (
+                "httpx-aiohttp",
+                lambda: httpx.AsyncClient(
+                    transport=AiohttpTransport(
+                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+                    )
+                ),
+            )
+        )
     except ImportError:
         pass
     for name, factory in factories:
@@ -135,8 +155,10 @@ def main() -> None:
     print(f"{'transport':<16}" + "".join(f"{'c=' + str(c):>14}" for c in args.concurrency))
     for name in dict.fromkeys(name for name, _, _ in rows):
         print(f"{name:<18}" + "".join(f"{by[(name, c)]:>11.3f} ms" for c in args.concurrency))
-    print(f"{'ratio':<18}" + "".join(
-        f"{by[('httpx default', c)] / by[('gateway (aiohttp)', c)]:>12.1f} x" for c in args.concurrency))
+    print(
+        f"{'ratio':<18}"
+        + "".join(f"{by[('httpx default', c)] / by[('gateway (aiohttp)', c)]:>12.1f} x" for c in args.concurrency)
+    )
     print(f"CPU ms per request in the client process, {args.requests} requests per cell")
 
 

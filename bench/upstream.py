@@ -14,11 +14,17 @@ import asyncio
 import json
 import socket
 
-BODY = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"bench-model","choices":[{"index":0,'
-        b'"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],'
-        b'"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}')
-ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-          + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+BODY = (
+    b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"bench-model","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}'
+)
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(BODY)).encode()
+    + b"\r\n\r\n"
+    + BODY
+)
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
@@ -65,8 +71,8 @@ class Upstream(asyncio.Protocol):
                     length = int(line.split(b":", 1)[1])
             if len(self.buffer) < end + 4 + length:
                 return
-            body = self.buffer[end + 4:end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length:]
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
             stream = b'"stream":true' in body.replace(b" ", b"")
             if self.busy is None and not stream:
                 self.transport.write(ANSWER)

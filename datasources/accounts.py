@@ -53,9 +53,7 @@ async def create_account(
     return account, issued
 
 
-async def create_key(
-    session: AsyncSession, account_id: int, name: str = "", broker: Broker | None = None
-) -> IssuedKey:
+async def create_key(session: AsyncSession, account_id: int, name: str = "", broker: Broker | None = None) -> IssuedKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id="key_" + secrets.token_hex(8),
@@ -81,14 +79,13 @@ async def revoke_key(
     if key is None or (account_id is not None and key.account_id != account_id):
         raise NotFound(f"API key {key_id!r} not found")
     if key.revoked_at is None:
-        await session.execute(
-            update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
-        )
+        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC)))
         await session.refresh(key)
         if broker is not None:
             plan = (await session.execute(select(Account.plan).where(Account.id == key.account_id))).scalar_one()
-            await broker.publish(session, [KeyChanged(key.account_id, key.id, Plan(plan).value, key.secret_hash,
-                                                      revoked=True)])
+            await broker.publish(
+                session, [KeyChanged(key.account_id, key.id, Plan(plan).value, key.secret_hash, revoked=True)]
+            )
     return key
 
 

@@ -45,9 +45,7 @@ class Credited:
 
 
 async def balance(session: AsyncSession, account_id: int) -> Balance:
-    row = (await session.execute(
-        select(Account.balance, Account.held).where(Account.id == account_id)
-    )).one_or_none()
+    row = (await session.execute(select(Account.balance, Account.held).where(Account.id == account_id))).one_or_none()
     if row is None:
         raise NotFound(f"account {account_id} not found")
     return Balance(row.balance, row.held)
@@ -108,20 +106,34 @@ async def credit(
         row = await _credit_row(session, account_id, key)
         assert row is not None
         if broker is not None:
-            await broker.publish(session, [BalanceChanged(
-                account_id, row.id, row.type, row.amount, row.balance_after, row.created_at,
-            )])
+            await broker.publish(
+                session,
+                [
+                    BalanceChanged(
+                        account_id,
+                        row.id,
+                        row.type,
+                        row.amount,
+                        row.balance_after,
+                        row.created_at,
+                    )
+                ],
+            )
     else:
         if earlier.amount != amount:
-            raise BadInput(f"idempotency key {key!r} already credited {earlier.amount} USD "
-                           f"({TRANSACTION_ID}{earlier.id}); a credit of {amount} needs a new key")
+            raise BadInput(
+                f"idempotency key {key!r} already credited {earlier.amount} USD "
+                f"({TRANSACTION_ID}{earlier.id}); a credit of {amount} needs a new key"
+            )
         row = earlier
     return Credited(row, await balance(session, account_id), replayed=earlier is not None)
 
 
 async def _credit_row(session: AsyncSession, account_id: int, key: str) -> BalanceTransaction | None:
-    return (await session.execute(
-        select(BalanceTransaction)
-        .where(BalanceTransaction.account_id == account_id, BalanceTransaction.idempotency_key == key)
-        .execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(BalanceTransaction)
+            .where(BalanceTransaction.account_id == account_id, BalanceTransaction.idempotency_key == key)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()

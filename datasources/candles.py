@@ -166,8 +166,11 @@ def _bucket_bounds(dialect: str, start: datetime, step: timedelta, count: int): 
     ks = seed.cte("candle_k", recursive=True)
     ks = ks.union_all(select((ks.c.k + 1).label("k")).where(ks.c.k < count - 1))
     # MATERIALIZED: the bounds are computed once per interval, not once per tick compared against them
-    return (select(ks.c.k, at(ks.c.k).label("lo"), at(ks.c.k + 1).label("hi"))
-            .cte("candle_buckets").prefix_with("MATERIALIZED"))
+    return (
+        select(ks.c.k, at(ks.c.k).label("lo"), at(ks.c.k + 1).label("hi"))
+        .cte("candle_buckets")
+        .prefix_with("MATERIALIZED")
+    )
 
 
 async def candles_for_offers(
@@ -197,8 +200,9 @@ async def candles_for_offers(
     )
     latest = select(last_before.label("tick_id")).select_from(Offer).where(Offer.id.in_(ids)).subquery()
     prior_rows = await session.execute(
-        select(PriceTick.offer_id, PriceTick.input_per_1m, PriceTick.output_per_1m)
-        .join(latest, PriceTick.id == latest.c.tick_id)
+        select(PriceTick.offer_id, PriceTick.input_per_1m, PriceTick.output_per_1m).join(
+            latest, PriceTick.id == latest.c.tick_id
+        )
     )
     priors = {offer_id: blended(i, o) for offer_id, i, o in prior_rows}
 
@@ -207,8 +211,12 @@ async def candles_for_offers(
     tick = aliased(PriceTick, name="t")
     edge = aliased(PriceTick, name="e")
     total = tick.input_per_1m + tick.output_per_1m
-    inside = and_(edge.offer_id == tick.offer_id, edge.observed_at >= bounds.c.lo, edge.observed_at < bounds.c.hi,
-                  edge.observed_at <= now)
+    inside = and_(
+        edge.offer_id == tick.offer_id,
+        edge.observed_at >= bounds.c.lo,
+        edge.observed_at < bounds.c.hi,
+        edge.observed_at <= now,
+    )
 
     def edge_price(*order: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[Decimal]:
         return type_coerce(
@@ -227,16 +235,21 @@ async def candles_for_offers(
             edge_price(edge.observed_at.desc(), edge.id.desc()),
         )
         .select_from(bounds)
-        .join(tick, and_(tick.offer_id.in_(ids), tick.observed_at >= bounds.c.lo, tick.observed_at < bounds.c.hi,
-                         tick.observed_at <= now))
+        .join(
+            tick,
+            and_(
+                tick.offer_id.in_(ids),
+                tick.observed_at >= bounds.c.lo,
+                tick.observed_at < bounds.c.hi,
+                tick.observed_at <= now,
+            ),
+        )
         .group_by(tick.offer_id, bounds.c.k, bounds.c.lo, bounds.c.hi)
         .order_by(tick.offer_id, bounds.c.k)
     )
     series: dict[int, list[Bucket]] = {offer_id: [] for offer_id in ids}
     for offer_id, k, n, low, high, first, close in rows:
-        series[offer_id].append(
-            Bucket(k, n, _blend_sum(low), _blend_sum(high), _blend_sum(first), _blend_sum(close))
-        )
+        series[offer_id].append(Bucket(k, n, _blend_sum(low), _blend_sum(high), _blend_sum(first), _blend_sum(close)))
 
     return {
         offer_id: candles_from_buckets(priors.get(offer_id), buckets, start, end, interval)

@@ -81,8 +81,13 @@ class Hold:
 class CreditBook:
     """This process's leases (`app.state.credit`)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], instance: Instance,
-                 multiple: int = MULTIPLE, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        instance: Instance,
+        multiple: int = MULTIPLE,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.instance = instance
         self.multiple = multiple
@@ -92,8 +97,10 @@ class CreditBook:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._give_back_idle(), name="pricegraph: idle leases"),
-                       asyncio.create_task(self._renew_forever(), name="pricegraph: lease renewal")]
+        self._tasks = [
+            asyncio.create_task(self._give_back_idle(), name="pricegraph: idle leases"),
+            asyncio.create_task(self._renew_forever(), name="pricegraph: lease renewal"),
+        ]
 
     async def stop(self) -> None:
         """Give every lease back (after the recorder has settled what was charged against them)."""
@@ -191,29 +198,47 @@ class CreditBook:
         async with self.sessionmaker() as session, session.begin():
             # Writing the row first makes this transaction its writer (a row lock on PostgreSQL, the
             # write lock on SQLite): what is available cannot change before the lease below.
-            row = (await session.execute(
-                update(ACCOUNTS).where(ACCOUNTS.c.id == lease.account_id).values(held=ACCOUNTS.c.held)
-                .returning(ACCOUNTS.c.balance, ACCOUNTS.c.held)
-            )).one_or_none()
+            row = (
+                await session.execute(
+                    update(ACCOUNTS)
+                    .where(ACCOUNTS.c.id == lease.account_id)
+                    .values(held=ACCOUNTS.c.held)
+                    .returning(ACCOUNTS.c.balance, ACCOUNTS.c.held)
+                )
+            ).one_or_none()
             if row is None:
                 raise NotFound(f"account {lease.account_id} not found")
             amount = self._block(lease, hold, row.balance - row.held)
             if amount is None or amount <= 0:
                 return
-            await session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == lease.account_id)
-                                  .values(held=ACCOUNTS.c.held + amount))
+            await session.execute(
+                update(ACCOUNTS).where(ACCOUNTS.c.id == lease.account_id).values(held=ACCOUNTS.c.held + amount)
+            )
             expires = self.instance.expiry()
             renewed = None
             if lease.lease_id is not None:
-                renewed = (await session.execute(
-                    update(LEASES).where(LEASES.c.id == lease.lease_id)
-                    .values(amount=LEASES.c.amount + amount, expires_at=expires).returning(LEASES.c.id)
-                )).scalar_one_or_none()
+                renewed = (
+                    await session.execute(
+                        update(LEASES)
+                        .where(LEASES.c.id == lease.lease_id)
+                        .values(amount=LEASES.c.amount + amount, expires_at=expires)
+                        .returning(LEASES.c.id)
+                    )
+                ).scalar_one_or_none()
             if renewed is None:
-                lease.lease_id = (await session.execute(insert(LEASES).values(
-                    account_id=lease.account_id, instance_id=self.instance.id, amount=amount, expires_at=expires,
-                    created_at=datetime.now(UTC),
-                ).returning(LEASES.c.id))).scalar_one()
+                lease.lease_id = (
+                    await session.execute(
+                        insert(LEASES)
+                        .values(
+                            account_id=lease.account_id,
+                            instance_id=self.instance.id,
+                            amount=amount,
+                            expires_at=expires,
+                            created_at=datetime.now(UTC),
+                        )
+                        .returning(LEASES.c.id)
+                    )
+                ).scalar_one()
         self.round_trips += 1
         lease.amount += amount
 
@@ -234,22 +259,31 @@ class CreditBook:
                 await session.execute(  # the account row first (its writer, everywhere), then the lease
                     update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(held=ACCOUNTS.c.held)
                 )
-                amount = (await session.execute(
-                    delete(LEASES).where(LEASES.c.id == lease.lease_id).returning(LEASES.c.amount)
-                )).scalar_one_or_none()
+                amount = (
+                    await session.execute(
+                        delete(LEASES).where(LEASES.c.id == lease.lease_id).returning(LEASES.c.amount)
+                    )
+                ).scalar_one_or_none()
                 if amount:  # None: the sweeper took it already
-                    await session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id)
-                                          .values(held=ACCOUNTS.c.held - amount))
+                    await session.execute(
+                        update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(held=ACCOUNTS.c.held - amount)
+                    )
             self.round_trips += 1
 
     async def renew(self) -> None:
         """Extend this process's leases; a lease that is gone (taken for dead, the sweeper returned it)
         holds nothing any more: the next hold leases afresh."""
         async with self.sessionmaker() as session, session.begin():
-            alive = set((await session.execute(
-                update(LEASES).where(LEASES.c.instance_id == self.instance.id)
-                .values(expires_at=self.instance.expiry()).returning(LEASES.c.id)
-            )).scalars())
+            alive = set(
+                (
+                    await session.execute(
+                        update(LEASES)
+                        .where(LEASES.c.instance_id == self.instance.id)
+                        .values(expires_at=self.instance.expiry())
+                        .returning(LEASES.c.id)
+                    )
+                ).scalars()
+            )
         for lease in self.leases.values():
             if lease.lease_id is not None and lease.lease_id not in alive:
                 log.warning("the lease on account %s expired and was returned; leasing afresh", lease.account_id)

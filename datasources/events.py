@@ -121,7 +121,10 @@ class KeyChanged:
 
 Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged | KeyChanged
 KINDS: dict[str, type[Event]] = {
-    "price": PriceChanged, "status": StatusChanged, "usage": UsageRecorded, "balance": BalanceChanged,
+    "price": PriceChanged,
+    "status": StatusChanged,
+    "usage": UsageRecorded,
+    "balance": BalanceChanged,
     "key": KeyChanged,
 }
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
@@ -129,8 +132,10 @@ _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
 def encode(event: Event) -> dict[str, Any]:
     kind = _KIND_OF[type(event)]
-    values = {k: (str(v) if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime) else v)
-              for k, v in asdict(event).items()}
+    values = {
+        k: (str(v) if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in asdict(event).items()
+    }
     return {"kind": kind, **values}
 
 
@@ -272,8 +277,9 @@ class PostgresBroker(MemoryBroker):
 
     async def publish(self, session: AsyncSession, events: Sequence[Event]) -> None:
         for payload in _payloads(events):
-            await session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                                  {"channel": CHANNEL, "payload": payload})
+            await session.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+            )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="pricegraph: listen")

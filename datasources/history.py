@@ -34,7 +34,12 @@ def admit(rules: PlanRules, days: int, interval: Interval) -> None:
 
 
 async def history(
-    session: AsyncSession, catalog: Catalog, model: str, provider: str, days: int, interval: Interval,
+    session: AsyncSession,
+    catalog: Catalog,
+    model: str,
+    provider: str,
+    days: int,
+    interval: Interval,
     variant: str | None = None,
 ) -> History:
     """The candles of the offer `model` at `provider` stands for (`prices.pair_offer`), over `days`."""

@@ -53,16 +53,19 @@ class Instance:
     async def renew(self) -> None:
         expires = self.expiry()
         async with self.sessionmaker() as session, session.begin():
-            renewed = (await session.execute(
-                update(ServerInstance).where(ServerInstance.id == self.id).values(expires_at=expires)
-                .returning(ServerInstance.id)
-            )).scalar_one_or_none()
+            renewed = (
+                await session.execute(
+                    update(ServerInstance)
+                    .where(ServerInstance.id == self.id)
+                    .values(expires_at=expires)
+                    .returning(ServerInstance.id)
+                )
+            ).scalar_one_or_none()
             if renewed is None:  # taken for dead (renewals failed for a whole ttl): here again
                 log.warning("this instance's row had expired and was swept; registering again")
-                await session.execute(insert(ServerInstance).values(
-                    id=self.id, started_at=datetime.now(UTC), expires_at=expires
-                ))
-
+                await session.execute(
+                    insert(ServerInstance).values(id=self.id, started_at=datetime.now(UTC), expires_at=expires)
+                )
 
     async def _renew_forever(self) -> None:
         while True:

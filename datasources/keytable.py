@@ -52,8 +52,11 @@ Revoked = Callable[[set[str]], None]
 
 class KeyTable:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], broker: MemoryBroker,
-        check_seconds: float = CHECK_SECONDS, lookups_per_second: int = 20,
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        broker: MemoryBroker,
+        check_seconds: float = CHECK_SECONDS,
+        lookups_per_second: int = 20,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.broker = broker
@@ -97,10 +100,13 @@ class KeyTable:
         if not self._may_look_up():
             return None
         async with self.sessionmaker() as session:
-            row = (await session.execute(
-                select(ApiKey.id, ApiKey.account_id, Account.plan).join(Account, Account.id == ApiKey.account_id)
-                .where(ApiKey.secret_hash == secret_hash, ApiKey.revoked_at.is_(None))
-            )).one_or_none()
+            row = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.account_id, Account.plan)
+                    .join(Account, Account.id == ApiKey.account_id)
+                    .where(ApiKey.secret_hash == secret_hash, ApiKey.revoked_at.is_(None))
+                )
+            ).one_or_none()
         if row is None:
             return None
         entry = KeyEntry(row.id, row.account_id, Plan(row.plan))
@@ -119,8 +125,10 @@ class KeyTable:
             async with self.sessionmaker() as session, session.begin():
                 await session.execute(
                     update(API_KEYS)
-                    .where(API_KEYS.c.id == bindparam("key_id"),
-                           or_(API_KEYS.c.last_used_at.is_(None), API_KEYS.c.last_used_at < bindparam("at")))
+                    .where(
+                        API_KEYS.c.id == bindparam("key_id"),
+                        or_(API_KEYS.c.last_used_at.is_(None), API_KEYS.c.last_used_at < bindparam("at")),
+                    )
                     .values(last_used_at=bindparam("at")),
                     rows,
                 )
@@ -173,10 +181,13 @@ class KeyTable:
     async def reload(self) -> None:
         async with self.sessionmaker() as session:
             fingerprint = await read_fingerprint(session)
-            rows = (await session.execute(
-                select(ApiKey.id, ApiKey.secret_hash, ApiKey.account_id, Account.plan)
-                .join(Account, Account.id == ApiKey.account_id).where(ApiKey.revoked_at.is_(None))
-            )).all()
+            rows = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.secret_hash, ApiKey.account_id, Account.plan)
+                    .join(Account, Account.id == ApiKey.account_id)
+                    .where(ApiKey.revoked_at.is_(None))
+                )
+            ).all()
         before = set(self.hash_of)
         self.by_hash = {r.secret_hash: KeyEntry(r.id, r.account_id, Plan(r.plan)) for r in rows}
         self.hash_of = {entry.key_id: digest for digest, entry in self.by_hash.items()}
@@ -201,8 +212,12 @@ class KeyTable:
 
 
 async def read_fingerprint(session: AsyncSession) -> tuple[object, ...]:
-    keys = (await session.execute(select(
-        func.count(), func.count(ApiKey.revoked_at), func.max(ApiKey.created_at), func.max(ApiKey.revoked_at)
-    ).select_from(ApiKey))).one()
+    keys = (
+        await session.execute(
+            select(
+                func.count(), func.count(ApiKey.revoked_at), func.max(ApiKey.created_at), func.max(ApiKey.revoked_at)
+            ).select_from(ApiKey)
+        )
+    ).one()
     plans = (await session.execute(select(Account.plan, func.count()).group_by(Account.plan))).all()
     return (*keys, tuple(sorted((str(plan), count) for plan, count in plans)))

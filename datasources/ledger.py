@@ -70,21 +70,21 @@ async def hold(session: AsyncSession, account_id: int, amount: Decimal) -> None:
     amount = price(amount)
     if amount < 0:
         raise BadInput(f"a hold must not be negative, got {amount}")
-    done = (await session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.balance - Account.held >= amount)
-        .values(held=Account.held + amount)
-        .returning(Account.id)
-    )).scalar_one_or_none()
+    done = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.balance - Account.held >= amount)
+            .values(held=Account.held + amount)
+            .returning(Account.id)
+        )
+    ).scalar_one_or_none()
     if done is None:
         await _missing_or_short(session, account_id, amount)
 
 
 async def release(session: AsyncSession, account_id: int, amount: Decimal) -> None:
     """Give a reservation back unused (the request failed before it cost anything)."""
-    await session.execute(
-        update(Account).where(Account.id == account_id).values(held=Account.held - price(amount))
-    )
+    await session.execute(update(Account).where(Account.id == account_id).values(held=Account.held - price(amount)))
 
 
 async def settle(
@@ -103,25 +103,41 @@ async def settle(
     held, cost = price(held), price(cost)
     # Releasing first makes this transaction the row's writer (a row lock on PostgreSQL, the write
     # lock on SQLite), so the balance read back cannot change before the charge below.
-    row = (await session.execute(
-        update(Account).where(Account.id == account_id).values(held=Account.held - held)
-        .returning(Account.balance, Account.held)
-    )).one_or_none()
+    row = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(held=Account.held - held)
+            .returning(Account.balance, Account.held)
+        )
+    ).one_or_none()
     if row is None:
         raise NotFound(f"account {account_id} not found")
     charged = min(cost, max(row.balance - row.held, Decimal(0)))
-    balance = (await session.execute(
-        update(Account).where(Account.id == account_id).values(balance=Account.balance - charged)
-        .returning(Account.balance)
-    )).scalar_one()
+    balance = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(balance=Account.balance - charged)
+            .returning(Account.balance)
+        )
+    ).scalar_one()
     transaction_id = None
     if charged or cost:
-        transaction_id = (await session.execute(
-            insert(BalanceTransaction).values(
-                account_id=account_id, type="usage", amount=-charged, balance_after=balance,
-                description=description, usage_record_id=usage_record_id,
-            ).returning(BalanceTransaction.id)
-        )).scalar_one()
+        transaction_id = (
+            await session.execute(
+                insert(BalanceTransaction)
+                .values(
+                    account_id=account_id,
+                    type="usage",
+                    amount=-charged,
+                    balance_after=balance,
+                    description=description,
+                    usage_record_id=usage_record_id,
+                )
+                .returning(BalanceTransaction.id)
+            )
+        ).scalar_one()
     return Settlement(charged, cost - charged, balance, transaction_id)
 
 
@@ -134,7 +150,8 @@ async def balance_of(session: AsyncSession, account_id: int) -> Decimal:
 
 async def _seen(session: AsyncSession, account_id: int, key: str) -> bool:
     found = await session.execute(
-        select(func.count()).select_from(BalanceTransaction)
+        select(func.count())
+        .select_from(BalanceTransaction)
         .where(BalanceTransaction.account_id == account_id, BalanceTransaction.idempotency_key == key)
     )
     return bool(found.scalar_one())

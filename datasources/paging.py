@@ -29,20 +29,23 @@ def page(rows: Sequence[T], limit: int) -> Page[T]:
 def parse_id(raw: str, prefix: str, field: str = "after") -> int:
     """`usage_12` / `txn_12` (or the bare number) as the row id."""
     text = raw.strip()
-    number = text[len(prefix):] if text.startswith(prefix) else text
+    number = text[len(prefix) :] if text.startswith(prefix) else text
     if not number.isdigit():
         raise BadInput(f"{raw!r} is not a {prefix}... id", field=field)
     return int(number)
 
 
 async def cursor(
-    session: AsyncSession, table: type[UsageRecord] | type[BalanceTransaction], account_id: int, row_id: int,
+    session: AsyncSession,
+    table: type[UsageRecord] | type[BalanceTransaction],
+    account_id: int,
+    row_id: int,
     prefix: str,
 ) -> tuple[datetime, int]:
     """Where a page continues: the created time and id of the row it continues after."""
-    found = (await session.execute(
-        select(table.created_at).where(table.id == row_id, table.account_id == account_id)
-    )).scalar_one_or_none()
+    found = (
+        await session.execute(select(table.created_at).where(table.id == row_id, table.account_id == account_id))
+    ).scalar_one_or_none()
     if found is None:
         raise BadInput(f"no {prefix}{row_id} on this account", field="after")
     return found, row_id

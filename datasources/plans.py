@@ -45,8 +45,9 @@ RULES: dict[Plan, PlanRules] = {
     Plan.FREE: PlanRules(Plan.FREE, 100, Window.ROLLING_DAY, _FREE, 0, 50_000),
     Plan.DEVELOPER: PlanRules(Plan.DEVELOPER, 10_000, Window.CALENDAR_MONTH, _DEVELOPER, 30, 500_000),
     Plan.TEAM: PlanRules(Plan.TEAM, 100_000, Window.CALENDAR_MONTH, _TEAM, MAX_HISTORY_DAYS, 1_000_000),
-    Plan.ENTERPRISE: PlanRules(Plan.ENTERPRISE, None, Window.CALENDAR_MONTH, frozenset(Feature), MAX_HISTORY_DAYS,
-                               1_000_000),
+    Plan.ENTERPRISE: PlanRules(
+        Plan.ENTERPRISE, None, Window.CALENDAR_MONTH, frozenset(Feature), MAX_HISTORY_DAYS, 1_000_000
+    ),
 }
 
 

@@ -117,9 +117,9 @@ class Catalog:
         self.providers_offering = tuple(
             sorted((p for p in self.providers.values() if p.id in self.offers_by_provider), key=lambda p: p.slug)
         )
-        self.prices_sorted = tuple(sorted(
-            self.offers.values(), key=lambda o: (self.models[o.model_id].slug, *sort_key(o))
-        ))
+        self.prices_sorted = tuple(
+            sorted(self.offers.values(), key=lambda o: (self.models[o.model_id].slug, *sort_key(o)))
+        )
 
     def with_offers(self, changed: Iterable[OfferRow]) -> Catalog:
         offers = dict(self.offers)
@@ -173,9 +173,9 @@ class Catalog:
         if model is not None:
             return self.model_offers(model.id)
         if provider is not None:
-            return tuple(sorted(
-                self.provider_offers(provider.id), key=lambda o: (self.models[o.model_id].slug, *sort_key(o))
-            ))
+            return tuple(
+                sorted(self.provider_offers(provider.id), key=lambda o: (self.models[o.model_id].slug, *sort_key(o)))
+            )
         return self.prices_sorted
 
     def list_models(
@@ -211,7 +211,9 @@ class Catalog:
 def _fingerprint_of(catalog: Catalog) -> tuple[object, ...]:
     offers = catalog.offers.values()
     return (
-        len(catalog.models), len(catalog.providers), len(catalog.offers),
+        len(catalog.models),
+        len(catalog.providers),
+        len(catalog.offers),
         max((o.id for o in offers), default=None),
         max((o.updated_at for o in offers), default=None),
         max((o.confirmed_at for o in offers), default=None),
@@ -219,15 +221,32 @@ def _fingerprint_of(catalog: Catalog) -> tuple[object, ...]:
 
 
 async def read_catalog(session: AsyncSession) -> Catalog:
-    models = [ModelRow(r.id, r.slug, r.display_name, r.family, r.params_b, r.context_window, r.is_benchmark,
-                       r.created_at)
-              for r in (await session.execute(select(Model.__table__))).all()]
-    providers = [ProviderRow(r.id, r.slug, r.name, r.signup_url, r.base_url)
-                 for r in (await session.execute(select(Provider.__table__))).all()]
+    models = [
+        ModelRow(r.id, r.slug, r.display_name, r.family, r.params_b, r.context_window, r.is_benchmark, r.created_at)
+        for r in (await session.execute(select(Model.__table__))).all()
+    ]
+    providers = [
+        ProviderRow(r.id, r.slug, r.name, r.signup_url, r.base_url)
+        for r in (await session.execute(select(Provider.__table__))).all()
+    ]
     offers = [
-        OfferRow(r.id, r.provider_id, r.model_id, r.variant, r.provider_model_id, r.context_window,
-                 r.max_output_tokens, r.supports_vision, r.supports_tools, r.input_per_1m, r.output_per_1m,
-                 OfferStatus(r.status), r.source, r.updated_at, r.confirmed_at)
+        OfferRow(
+            r.id,
+            r.provider_id,
+            r.model_id,
+            r.variant,
+            r.provider_model_id,
+            r.context_window,
+            r.max_output_tokens,
+            r.supports_vision,
+            r.supports_tools,
+            r.input_per_1m,
+            r.output_per_1m,
+            OfferStatus(r.status),
+            r.source,
+            r.updated_at,
+            r.confirmed_at,
+        )
         for r in (await session.execute(select(Offer.__table__))).all()
     ]
     return Catalog(models, providers, offers)
@@ -236,9 +255,13 @@ async def read_catalog(session: AsyncSession) -> Catalog:
 async def read_fingerprint(session: AsyncSession) -> tuple[object, ...]:
     models = (await session.execute(select(func.count()).select_from(Model))).scalar_one()
     providers = (await session.execute(select(func.count()).select_from(Provider))).scalar_one()
-    row = (await session.execute(select(
-        func.count(), func.max(Offer.id), func.max(Offer.updated_at), func.max(Offer.confirmed_at)
-    ).select_from(Offer))).one()
+    row = (
+        await session.execute(
+            select(
+                func.count(), func.max(Offer.id), func.max(Offer.updated_at), func.max(Offer.confirmed_at)
+            ).select_from(Offer)
+        )
+    ).one()
     return (models, providers, row[0], row[1], row[2], row[3])
 
 
@@ -246,7 +269,9 @@ class PriceBook:
     """The current `Catalog` of this process, and what keeps it current."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], broker: MemoryBroker,
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        broker: MemoryBroker,
         check_seconds: float = CHECK_SECONDS,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -303,8 +328,13 @@ class PriceBook:
             if isinstance(event, PriceChanged):
                 if event.observed_at < offer.updated_at:
                     continue
-                offer = replace(offer, input_per_1m=event.input_per_1m, output_per_1m=event.output_per_1m,
-                                updated_at=event.observed_at, status=OfferStatus(event.status))
+                offer = replace(
+                    offer,
+                    input_per_1m=event.input_per_1m,
+                    output_per_1m=event.output_per_1m,
+                    updated_at=event.observed_at,
+                    status=OfferStatus(event.status),
+                )
             else:
                 offer = replace(offer, status=OfferStatus(event.status))
             changed[offer.id] = offer

@@ -76,8 +76,10 @@ def current_prices(
     catalog: Catalog, model: ModelRow | None = None, provider: ProviderRow | None = None
 ) -> list[PriceRow]:
     """Every offer of a model and/or a provider, by model slug and then cheapest first."""
-    return [PriceRow(o, catalog.models[o.model_id], catalog.providers[o.provider_id])
-            for o in catalog.offers_of(model, provider)]
+    return [
+        PriceRow(o, catalog.models[o.model_id], catalog.providers[o.provider_id])
+        for o in catalog.offers_of(model, provider)
+    ]
 
 
 def pair_offer(catalog: Catalog, model: ModelRow, provider: ProviderRow, variant: str | None = None) -> OfferRow:
@@ -159,9 +161,11 @@ async def find_model_ref(session: AsyncSession, text: str) -> tuple[Model, Provi
     offers; `meta-llama/Llama-3.3-70B` is just a spelling)."""
     head, sep, tail = text.strip().partition("/")
     if sep and tail:
-        provider = (await session.execute(
-            select(Provider).where(Provider.slug == head.lower(), Provider.id.in_(select(Offer.provider_id)))
-        )).scalar_one_or_none()
+        provider = (
+            await session.execute(
+                select(Provider).where(Provider.slug == head.lower(), Provider.id.in_(select(Offer.provider_id)))
+            )
+        ).scalar_one_or_none()
         if provider is not None:
             return await find_model(session, tail), provider
     return await find_model(session, text), None

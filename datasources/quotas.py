@@ -85,8 +85,12 @@ class Granted:
 class QuotaBook:
     """This process's share of every subject's quota (`app.state.quotas`)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], idle_seconds: float = IDLE_SECONDS,
-                 max_block: int = MAX_BLOCK) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        idle_seconds: float = IDLE_SECONDS,
+        max_block: int = MAX_BLOCK,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.idle_seconds = idle_seconds
         self.max_block = max_block
@@ -134,7 +138,9 @@ class QuotaBook:
             raise QuotaExceeded(
                 f"rate limit exceeded: {rules.requests} requests per {rules.window.value} on the "
                 f"{rules.plan.value} plan; retry after {retry_after} s",
-                limit=rules.requests, retry_after=retry_after, reset_at=int(lease.reset.timestamp()),
+                limit=rules.requests,
+                retry_after=retry_after,
+                reset_at=int(lease.reset.timestamp()),
             )
         lease.tokens -= 1
         lease.last = time.monotonic()
@@ -200,7 +206,8 @@ async def _increment(session: AsyncSession, subject: str, bucket: datetime, by: 
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(COUNTERS).values(subject=subject, window_start=bucket, count=by)
     statement = statement.on_conflict_do_update(
-        index_elements=[COUNTERS.c.subject, COUNTERS.c.window_start], set_={"count": COUNTERS.c.count + by},
+        index_elements=[COUNTERS.c.subject, COUNTERS.c.window_start],
+        set_={"count": COUNTERS.c.count + by},
     )
     return int((await session.execute(statement.returning(COUNTERS.c.count))).scalar_one())
 
@@ -214,11 +221,18 @@ async def lease_requests(
     count = await _increment(session, subject, bucket, want)
     earlier, oldest = 0, bucket
     if rules.window is Window.ROLLING_DAY:
-        row = (await session.execute(
-            select(func.coalesce(func.sum(RequestCounter.requests), 0), func.min(RequestCounter.window_start))
-            .where(RequestCounter.subject == subject, RequestCounter.requests > 0,
-                   RequestCounter.window_start > bucket - DAY, RequestCounter.window_start < bucket)
-        )).one()
+        row = (
+            await session.execute(
+                select(
+                    func.coalesce(func.sum(RequestCounter.requests), 0), func.min(RequestCounter.window_start)
+                ).where(
+                    RequestCounter.subject == subject,
+                    RequestCounter.requests > 0,
+                    RequestCounter.window_start > bucket - DAY,
+                    RequestCounter.window_start < bucket,
+                )
+            )
+        ).one()
         earlier, oldest = int(row[0]), (row[1] or bucket)
         reset = oldest + DAY
     else:

@@ -92,8 +92,9 @@ class _Item:
 class Recorder:
     """This process's writer of usage and charges (`app.state.recorder`)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], broker: Broker, credit: CreditBook,
-                 instance_id: str) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], broker: Broker, credit: CreditBook, instance_id: str
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.broker = broker
         self.credit = credit
@@ -184,22 +185,45 @@ class Recorder:
         async with self.sessionmaker() as session, session.begin():
             ids = dict(self.ids)
             if pending:
-                rows = (await session.execute(insert(RECORDS).returning(RECORDS.c.id, RECORDS.c.request_id), [
-                    {"account_id": p.account_id, "api_key_id": p.api_key_id, "model_slug": p.model_slug,
-                     "provider_slug": p.provider_slug, "endpoint": p.endpoint, "prompt_tokens": 0,
-                     "completion_tokens": 0, "cost": ZERO, "status": 0, "key_source": p.key_source,
-                     "created_at": p.created_at, "request_id": p.request_id, "variant": p.variant,
-                     "estimated": False, "state": UsageState.PENDING, "held": p.held, "lease_id": p.lease_id,
-                     "instance_id": self.instance_id}
-                    for p in pending
-                ])).all()
+                rows = (
+                    await session.execute(
+                        insert(RECORDS).returning(RECORDS.c.id, RECORDS.c.request_id),
+                        [
+                            {
+                                "account_id": p.account_id,
+                                "api_key_id": p.api_key_id,
+                                "model_slug": p.model_slug,
+                                "provider_slug": p.provider_slug,
+                                "endpoint": p.endpoint,
+                                "prompt_tokens": 0,
+                                "completion_tokens": 0,
+                                "cost": ZERO,
+                                "status": 0,
+                                "key_source": p.key_source,
+                                "created_at": p.created_at,
+                                "request_id": p.request_id,
+                                "variant": p.variant,
+                                "estimated": False,
+                                "state": UsageState.PENDING,
+                                "held": p.held,
+                                "lease_id": p.lease_id,
+                                "instance_id": self.instance_id,
+                            }
+                            for p in pending
+                        ],
+                    )
+                ).all()
                 ids.update({str(request_id): usage_id for usage_id, request_id in rows})
             if adjusts:
                 await session.execute(
-                    update(RECORDS).where(RECORDS.c.id == bindparam("usage_id"))
+                    update(RECORDS)
+                    .where(RECORDS.c.id == bindparam("usage_id"))
                     .values(held=bindparam("new_held"), lease_id=bindparam("new_lease")),
-                    [{"usage_id": ids[a.request_id], "new_held": a.held, "new_lease": a.lease_id}
-                     for a in adjusts if a.request_id in ids],
+                    [
+                        {"usage_id": ids[a.request_id], "new_held": a.held, "new_lease": a.lease_id}
+                        for a in adjusts
+                        if a.request_id in ids
+                    ],
                 )
             if finished:
                 settled = await self._settle(session, finished, ids, events, charged)
@@ -209,17 +233,28 @@ class Recorder:
         self.ids = ids
         return charged
 
-    async def _settle(self, session: AsyncSession, finished: list[Finished], ids: dict[str, int],
-                      events: list[Event], charged: dict[int, Decimal]) -> list[str]:
+    async def _settle(
+        self,
+        session: AsyncSession,
+        finished: list[Finished],
+        ids: dict[str, int],
+        events: list[Event],
+        charged: dict[int, Decimal],
+    ) -> list[str]:
         known = [f for f in finished if f.request_id in ids]
         if len(known) < len(finished):
             log.error("%d finished requests have no pending usage record", len(finished) - len(known))
         if not known:
             return []
-        still = set((await session.execute(  # a record the sweeper recovered is not settled (or charged) again
-            select(RECORDS.c.id).where(RECORDS.c.id.in_([ids[f.request_id] for f in known]),
-                                       RECORDS.c.state == UsageState.PENDING).with_for_update()
-        )).scalars())
+        still = set(
+            (
+                await session.execute(  # a record the sweeper recovered is not settled (or charged) again
+                    select(RECORDS.c.id)
+                    .where(RECORDS.c.id.in_([ids[f.request_id] for f in known]), RECORDS.c.state == UsageState.PENDING)
+                    .with_for_update()
+                )
+            ).scalars()
+        )
         if len(still) < len(known):
             log.error("%d usage records were recovered before they settled: not charged again", len(known) - len(still))
         done = [f.request_id for f in known]
@@ -227,24 +262,53 @@ class Recorder:
         if not known:
             return done
         await session.execute(
-            update(RECORDS).where(RECORDS.c.id == bindparam("usage_id"))
-            .values(status=bindparam("new_status"), provider_slug=bindparam("new_provider"),
-                    variant=bindparam("new_variant"), key_source=bindparam("new_key_source"),
-                    prompt_tokens=bindparam("new_prompt"), completion_tokens=bindparam("new_completion"),
-                    cost=bindparam("new_cost"), latency_ms=bindparam("new_latency"),
-                    estimated=bindparam("new_estimated"), state=UsageState.SETTLED),
-            [{"usage_id": ids[f.request_id], "new_status": f.status, "new_provider": f.provider_slug,
-              "new_variant": f.variant, "new_key_source": f.key_source, "new_prompt": f.prompt_tokens,
-              "new_completion": f.completion_tokens, "new_cost": f.cost, "new_latency": f.latency_ms,
-              "new_estimated": f.estimated} for f in known],
+            update(RECORDS)
+            .where(RECORDS.c.id == bindparam("usage_id"))
+            .values(
+                status=bindparam("new_status"),
+                provider_slug=bindparam("new_provider"),
+                variant=bindparam("new_variant"),
+                key_source=bindparam("new_key_source"),
+                prompt_tokens=bindparam("new_prompt"),
+                completion_tokens=bindparam("new_completion"),
+                cost=bindparam("new_cost"),
+                latency_ms=bindparam("new_latency"),
+                estimated=bindparam("new_estimated"),
+                state=UsageState.SETTLED,
+            ),
+            [
+                {
+                    "usage_id": ids[f.request_id],
+                    "new_status": f.status,
+                    "new_provider": f.provider_slug,
+                    "new_variant": f.variant,
+                    "new_key_source": f.key_source,
+                    "new_prompt": f.prompt_tokens,
+                    "new_completion": f.completion_tokens,
+                    "new_cost": f.cost,
+                    "new_latency": f.latency_ms,
+                    "new_estimated": f.estimated,
+                }
+                for f in known
+            ],
         )
         for f in known:
-            events.append(UsageRecorded(
-                usage_id=ids[f.request_id], account_id=f.account_id, api_key_id=f.api_key_id, model=f.model_slug,
-                provider=f.provider_slug, endpoint=f.endpoint, prompt_tokens=f.prompt_tokens,
-                completion_tokens=f.completion_tokens, cost=f.cost, status=f.status, estimated=f.estimated,
-                created_at=f.created_at,
-            ))
+            events.append(
+                UsageRecorded(
+                    usage_id=ids[f.request_id],
+                    account_id=f.account_id,
+                    api_key_id=f.api_key_id,
+                    model=f.model_slug,
+                    provider=f.provider_slug,
+                    endpoint=f.endpoint,
+                    prompt_tokens=f.prompt_tokens,
+                    completion_tokens=f.completion_tokens,
+                    cost=f.cost,
+                    status=f.status,
+                    estimated=f.estimated,
+                    created_at=f.created_at,
+                )
+            )
         by_account: dict[int, list[Finished]] = defaultdict(list)
         for f in known:
             if f.from_lease or f.beyond:
@@ -253,55 +317,102 @@ class Recorder:
             await self._charge(session, account_id, by_account[account_id], ids, events, charged)
         return done
 
-    async def _charge(self, session: AsyncSession, account_id: int, items: list[Finished], ids: dict[str, int],
-                      events: list[Event], charged: dict[int, Decimal]) -> None:
+    async def _charge(
+        self,
+        session: AsyncSession,
+        account_id: int,
+        items: list[Finished],
+        ids: dict[str, int],
+        events: list[Event],
+        charged: dict[int, Decimal],
+    ) -> None:
         from_lease = sum((f.from_lease for f in items), ZERO)
         balance: Decimal | None = None
         if from_lease:  # the account row first (its writer, everywhere), then the lease
-            balance = (await session.execute(
-                update(ACCOUNTS).where(ACCOUNTS.c.id == account_id)
-                .values(balance=ACCOUNTS.c.balance - from_lease, held=ACCOUNTS.c.held - from_lease)
-                .returning(ACCOUNTS.c.balance)
-            )).scalar_one()
+            balance = (
+                await session.execute(
+                    update(ACCOUNTS)
+                    .where(ACCOUNTS.c.id == account_id)
+                    .values(balance=ACCOUNTS.c.balance - from_lease, held=ACCOUNTS.c.held - from_lease)
+                    .returning(ACCOUNTS.c.balance)
+                )
+            ).scalar_one()
             lease = self.credit.leases.get(account_id)
-            taken = lease is not None and lease.lease_id is not None and (await session.execute(
-                update(LEASES).where(LEASES.c.id == lease.lease_id, LEASES.c.amount >= from_lease)
-                .values(amount=LEASES.c.amount - from_lease).returning(LEASES.c.id)
-            )).scalar_one_or_none() is not None
+            taken = (
+                lease is not None
+                and lease.lease_id is not None
+                and (
+                    await session.execute(
+                        update(LEASES)
+                        .where(LEASES.c.id == lease.lease_id, LEASES.c.amount >= from_lease)
+                        .values(amount=LEASES.c.amount - from_lease)
+                        .returning(LEASES.c.id)
+                    )
+                ).scalar_one_or_none()
+                is not None
+            )
             if taken:
                 charged[account_id] += from_lease
             else:  # the lease these were held on is gone (taken for dead): undo, charge what is available
                 log.warning("account %s: the lease of these charges is gone; charging what is available", account_id)
-                await session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(
-                    balance=ACCOUNTS.c.balance + from_lease, held=ACCOUNTS.c.held + from_lease))
+                await session.execute(
+                    update(ACCOUNTS)
+                    .where(ACCOUNTS.c.id == account_id)
+                    .values(balance=ACCOUNTS.c.balance + from_lease, held=ACCOUNTS.c.held + from_lease)
+                )
                 items = [replace(f, from_lease=ZERO, beyond=f.beyond + f.from_lease) for f in items]
                 balance = None
         beyond = sum((f.beyond for f in items), ZERO)
         if beyond:  # more than was held: from what the account has available, if it covers it
-            covered = (await session.execute(
-                update(ACCOUNTS).where(ACCOUNTS.c.id == account_id, ACCOUNTS.c.balance - ACCOUNTS.c.held >= beyond)
-                .values(balance=ACCOUNTS.c.balance - beyond).returning(ACCOUNTS.c.balance)
-            )).scalar_one_or_none()
+            covered = (
+                await session.execute(
+                    update(ACCOUNTS)
+                    .where(ACCOUNTS.c.id == account_id, ACCOUNTS.c.balance - ACCOUNTS.c.held >= beyond)
+                    .values(balance=ACCOUNTS.c.balance - beyond)
+                    .returning(ACCOUNTS.c.balance)
+                )
+            ).scalar_one_or_none()
             if covered is None:
-                log.warning("account %s: %s USD beyond its holds was not covered and is not charged",
-                            account_id, beyond)
+                log.warning(
+                    "account %s: %s USD beyond its holds was not covered and is not charged", account_id, beyond
+                )
                 items = [replace(f, beyond=ZERO) for f in items]
             else:
                 balance = covered
         if balance is None:
-            balance = (await session.execute(select(ACCOUNTS.c.balance).where(ACCOUNTS.c.id == account_id))).scalar_one()
+            balance = (
+                await session.execute(select(ACCOUNTS.c.balance).where(ACCOUNTS.c.id == account_id))
+            ).scalar_one()
         after = balance
         rows = []
         for f in reversed(items):
-            rows.append({"account_id": account_id, "type": "usage", "amount": -(f.from_lease + f.beyond),
-                         "balance_after": after, "description": f"{f.model_slug} via {f.provider_slug}",
-                         "usage_record_id": ids[f.request_id], "created_at": datetime.now(UTC)})
+            rows.append(
+                {
+                    "account_id": account_id,
+                    "type": "usage",
+                    "amount": -(f.from_lease + f.beyond),
+                    "balance_after": after,
+                    "description": f"{f.model_slug} via {f.provider_slug}",
+                    "usage_record_id": ids[f.request_id],
+                    "created_at": datetime.now(UTC),
+                }
+            )
             after += f.from_lease + f.beyond
         rows.reverse()
-        inserted = (await session.execute(
-            insert(LEDGER).returning(LEDGER.c.id, LEDGER.c.amount, LEDGER.c.balance_after, LEDGER.c.created_at),
-            rows,
-        )).all()
+        inserted = (
+            await session.execute(
+                insert(LEDGER).returning(LEDGER.c.id, LEDGER.c.amount, LEDGER.c.balance_after, LEDGER.c.created_at),
+                rows,
+            )
+        ).all()
         for transaction_id, amount, balance_after, created_at in inserted:
-            events.append(BalanceChanged(account_id=account_id, transaction_id=transaction_id, type="usage",
-                                         amount=amount, balance=balance_after, created_at=created_at))
+            events.append(
+                BalanceChanged(
+                    account_id=account_id,
+                    transaction_id=transaction_id,
+                    type="usage",
+                    amount=amount,
+                    balance=balance_after,
+                    created_at=created_at,
+                )
+            )

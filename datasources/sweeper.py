@@ -45,8 +45,13 @@ class Swept:
 
 
 class Sweeper:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], broker: Broker, leader: Leader,
-                 interval: float = INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        broker: Broker,
+        leader: Leader,
+        interval: float = INTERVAL_SECONDS,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.broker = broker
         self.leader = leader
@@ -70,9 +75,15 @@ class Sweeper:
                 if await self.leader.acquire():
                     found = await self.sweep()
                     if found.leases or found.records or found.instances:
-                        log.warning("recovered what dead instances left: %d leases (%s USD charged, %s USD "
-                                    "returned), %d usage records, %d instances", found.leases, found.charged,
-                                    found.returned, found.records, found.instances)
+                        log.warning(
+                            "recovered what dead instances left: %d leases (%s USD charged, %s USD "
+                            "returned), %d usage records, %d instances",
+                            found.leases,
+                            found.charged,
+                            found.returned,
+                            found.records,
+                            found.instances,
+                        )
             except Exception:
                 log.warning("the sweep failed; trying again", exc_info=True)
             await asyncio.sleep(self.interval)
@@ -81,25 +92,38 @@ class Sweeper:
         now = now or datetime.now(UTC)
         found = Swept()
         async with self.sessionmaker() as session:
-            expired = (await session.execute(
-                select(CreditLease.id, CreditLease.account_id).where(CreditLease.expires_at < now)
-                .order_by(CreditLease.account_id, CreditLease.id)
-            )).all()
+            expired = (
+                await session.execute(
+                    select(CreditLease.id, CreditLease.account_id)
+                    .where(CreditLease.expires_at < now)
+                    .order_by(CreditLease.account_id, CreditLease.id)
+                )
+            ).all()
         for lease_id, account_id in expired:
             async with self.sessionmaker() as session, session.begin():
                 await self._recover_lease(session, lease_id, account_id, now, found)
         async with self.sessionmaker() as session, session.begin():
-            dead = list((await session.execute(
-                select(ServerInstance.id).where(ServerInstance.expires_at < now)
-            )).scalars())
+            dead = list(
+                (await session.execute(select(ServerInstance.id).where(ServerInstance.expires_at < now))).scalars()
+            )
             alive = select(ServerInstance.id).where(ServerInstance.expires_at >= now)
             leases = select(CreditLease.id)
-            orphans = (await session.execute(
-                update(UsageRecord)
-                .where(UsageRecord.state == UsageState.PENDING, UsageRecord.instance_id.not_in(alive),
-                       (UsageRecord.lease_id.is_(None)) | UsageRecord.lease_id.not_in(leases))
-                .values(state=UsageState.RECOVERED).returning(UsageRecord.id)
-            )).scalars().all()
+            orphans = (
+                (
+                    await session.execute(
+                        update(UsageRecord)
+                        .where(
+                            UsageRecord.state == UsageState.PENDING,
+                            UsageRecord.instance_id.not_in(alive),
+                            (UsageRecord.lease_id.is_(None)) | UsageRecord.lease_id.not_in(leases),
+                        )
+                        .values(state=UsageState.RECOVERED)
+                        .returning(UsageRecord.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             found.records += len(orphans)
             if dead:
                 await session.execute(delete(ServerInstance).where(ServerInstance.id.in_(dead)))
@@ -111,44 +135,69 @@ class Sweeper:
         self.total.instances += found.instances
         return found
 
-    async def _recover_lease(self, session: AsyncSession, lease_id: int, account_id: int, now: datetime,
-                             found: Swept) -> None:
+    async def _recover_lease(
+        self, session: AsyncSession, lease_id: int, account_id: int, now: datetime, found: Swept
+    ) -> None:
         # The account row first (its writer, as everywhere), then the lease, taken only if still expired.
         await session.execute(update(Account).where(Account.id == account_id).values(held=Account.held))
-        amount = (await session.execute(
-            delete(CreditLease).where(CreditLease.id == lease_id, CreditLease.expires_at < now)
-            .returning(CreditLease.amount)
-        )).scalar_one_or_none()
+        amount = (
+            await session.execute(
+                delete(CreditLease)
+                .where(CreditLease.id == lease_id, CreditLease.expires_at < now)
+                .returning(CreditLease.amount)
+            )
+        ).scalar_one_or_none()
         if amount is None:
             return  # renewed meanwhile, or already taken
-        records = (await session.execute(
-            select(UsageRecord.id, UsageRecord.held, UsageRecord.model_slug, UsageRecord.provider_slug)
-            .where(UsageRecord.lease_id == lease_id, UsageRecord.state == UsageState.PENDING)
-            .order_by(UsageRecord.id)
-        )).all()
+        records = (
+            await session.execute(
+                select(UsageRecord.id, UsageRecord.held, UsageRecord.model_slug, UsageRecord.provider_slug)
+                .where(UsageRecord.lease_id == lease_id, UsageRecord.state == UsageState.PENDING)
+                .order_by(UsageRecord.id)
+            )
+        ).all()
         charges: list[tuple[int, Decimal, str]] = []
         left = amount
         for record_id, held, model, provider in records:
             charge = min(held, left)
             left -= charge
             charges.append((record_id, charge, f"{model} via {provider} (recovered at the amount held)"))
-            await session.execute(update(UsageRecord).where(UsageRecord.id == record_id).values(
-                state=UsageState.RECOVERED, cost=charge, estimated=True,
-            ))
+            await session.execute(
+                update(UsageRecord)
+                .where(UsageRecord.id == record_id)
+                .values(
+                    state=UsageState.RECOVERED,
+                    cost=charge,
+                    estimated=True,
+                )
+            )
         total = amount - left
-        balance = (await session.execute(
-            update(Account).where(Account.id == account_id)
-            .values(balance=Account.balance - total, held=Account.held - amount)
-            .returning(Account.balance)
-        )).scalar_one()
+        balance = (
+            await session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(balance=Account.balance - total, held=Account.held - amount)
+                .returning(Account.balance)
+            )
+        ).scalar_one()
         events: list[Event] = []
         after = balance + total
         for record_id, charge, description in charges:
             after -= charge
-            transaction_id = (await session.execute(insert(BalanceTransaction).values(
-                account_id=account_id, type="usage", amount=-charge, balance_after=after, description=description,
-                usage_record_id=record_id,
-            ).returning(BalanceTransaction.id))).scalar_one()
+            transaction_id = (
+                await session.execute(
+                    insert(BalanceTransaction)
+                    .values(
+                        account_id=account_id,
+                        type="usage",
+                        amount=-charge,
+                        balance_after=after,
+                        description=description,
+                        usage_record_id=record_id,
+                    )
+                    .returning(BalanceTransaction.id)
+                )
+            ).scalar_one()
             events.append(BalanceChanged(account_id, transaction_id, "usage", -charge, after, now))
         await self.broker.publish(session, events)
         found.leases += 1

@@ -74,11 +74,16 @@ class Scope:
         if self.end is not None:
             where.append(UsageRecord.created_at < self.end)
         if self.models:
-            where.append(or_(*(
-                UsageRecord.model_slug == slug if provider is None
-                else and_(UsageRecord.model_slug == slug, UsageRecord.provider_slug == provider)
-                for slug, provider in self.models
-            )))
+            where.append(
+                or_(
+                    *(
+                        UsageRecord.model_slug == slug
+                        if provider is None
+                        else and_(UsageRecord.model_slug == slug, UsageRecord.provider_slug == provider)
+                        for slug, provider in self.models
+                    )
+                )
+            )
         if self.key_id is not None:
             where.append(UsageRecord.api_key_id == self.key_id)
         if self.endpoints:
@@ -218,8 +223,9 @@ def _totals_columns() -> list[ColumnElement[Any]]:
 
 
 def _totals(row: Any) -> Totals:
-    return Totals(int(row.requests), int(row.successful), int(row.input_tokens), int(row.output_tokens),
-                  price(row.total_cost))
+    return Totals(
+        int(row.requests), int(row.successful), int(row.input_tokens), int(row.output_tokens), price(row.total_cost)
+    )
 
 
 async def totals(session: AsyncSession, scope: Scope) -> Totals:
@@ -233,7 +239,9 @@ async def _grouped(
     """One GROUP BY: the most expensive first (then the most requests, then by name)."""
     key = column.label("key")
     statement = (
-        select(key, *_totals_columns()).where(*scope.conditions()).group_by(column)
+        select(key, *_totals_columns())
+        .where(*scope.conditions())
+        .group_by(column)
         .order_by(literal_column("total_cost").desc(), literal_column("requests").desc(), column)
     )
     if limit is not None:
@@ -255,7 +263,9 @@ async def by_key(session: AsyncSession, scope: Scope, limit: int | None = None) 
     """Usage per API key, with the key's name and display prefix (one statement: grouped, then joined)."""
     grouped = (
         select(UsageRecord.api_key_id.label("key"), *_totals_columns())
-        .where(*scope.conditions()).group_by(UsageRecord.api_key_id).subquery()
+        .where(*scope.conditions())
+        .group_by(UsageRecord.api_key_id)
+        .subquery()
     )
     statement = (
         select(grouped, ApiKey.name, ApiKey.prefix, ApiKey.revoked_at)
@@ -272,8 +282,9 @@ async def by_key(session: AsyncSession, scope: Scope, limit: int | None = None) 
 def _utc_day(dialect: str) -> ColumnElement[str]:
     """The UTC date of a usage record as `YYYY-MM-DD` text (constants inline, so GROUP BY matches SELECT)."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone(literal_column("'UTC'"), UsageRecord.created_at),
-                            literal_column("'YYYY-MM-DD'"))
+        return func.to_char(
+            func.timezone(literal_column("'UTC'"), UsageRecord.created_at), literal_column("'YYYY-MM-DD'")
+        )
     return func.date(UsageRecord.created_at)  # SQLite keeps naive UTC text
 
 
@@ -281,8 +292,7 @@ async def by_day(session: AsyncSession, scope: Scope, limit: int | None = None) 
     """Usage per UTC day with any usage, oldest first; a limit keeps the most recent days."""
     day = _utc_day(session.get_bind().dialect.name)
     statement = (
-        select(day.label("key"), *_totals_columns()).where(*scope.conditions())
-        .group_by(day).order_by(day.desc())
+        select(day.label("key"), *_totals_columns()).where(*scope.conditions()).group_by(day).order_by(day.desc())
     )
     if limit is not None:
         statement = statement.limit(limit + 1)

@@ -61,8 +61,7 @@ async def create_account(info: Info, plan: Plan, credit: Decimal = Decimal(0), n
     info.context.caller.require_admin()
     credit = parse_amount(credit, "credit", allow_zero=True)
     async with info.context.sessionmaker() as session, session.begin():
-        account, issued = await accounts.create_account(session, DbPlan(plan.value), credit, name,
-                                                        info.context.broker)
+        account, issued = await accounts.create_account(session, DbPlan(plan.value), credit, name, info.context.broker)
     return CreatedAccount(account=Account(row=account), key=ApiKey(row=issued.key), secret=issued.secret)
 
 

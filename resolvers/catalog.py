@@ -44,8 +44,9 @@ def models(
 ) -> list[Model]:
     MODELS.check(first, offset)
     catalog = info.context.catalog
-    rows = price_service.list_models(catalog, family, provider, search,
-                                     vision=capability is Capability.VISION, tools=capability is Capability.TOOLS)
+    rows = price_service.list_models(
+        catalog, family, provider, search, vision=capability is Capability.VISION, tools=capability is Capability.TOOLS
+    )
     return [Model(row=row, catalog=catalog) for row in MODELS.take(rows, first, offset)]
 
 

@@ -8,8 +8,12 @@ from schema.context import Info
 
 
 async def candles(
-    info: Info, model: str, provider: str, days: int = history.DEFAULT_DAYS,
-    interval: CandleInterval = CandleInterval.DAY, variant: str | None = None,
+    info: Info,
+    model: str,
+    provider: str,
+    days: int = history.DEFAULT_DAYS,
+    interval: CandleInterval = CandleInterval.DAY,
+    variant: str | None = None,
 ) -> list[Candle] | None:
     window = admit(info, days, interval)
     async with info.context.sessionmaker() as session:

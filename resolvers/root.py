@@ -31,7 +31,8 @@ from schema.usage import (
 @strawberry.type
 class Query:
     models: list[Model] = strawberry.field(
-        resolver=catalog.models, description="Models by slug; filter by family, provider, capability or text.",
+        resolver=catalog.models,
+        description="Models by slug; filter by family, provider, capability or text.",
         extensions=[catalog.MODELS],
     )
     model: Model | None = strawberry.field(
@@ -42,7 +43,8 @@ class Query:
     )
     provider: Provider | None = strawberry.field(resolver=catalog.provider)
     prices: list[Price] = strawberry.field(
-        resolver=catalog.prices, description="Current prices, for a model and/or a provider, cheapest first.",
+        resolver=catalog.prices,
+        description="Current prices, for a model and/or a provider, cheapest first.",
         extensions=[catalog.PRICES],
     )
     candles: list[Candle] | None = strawberry.field(
@@ -58,7 +60,8 @@ class Query:
         resolver=accounts.api_keys, description="The account's API keys.", extensions=[accounts.KEYS]
     )
     sources: list[PriceSource] = strawberry.field(
-        resolver=price_sources.sources, description="Price sources the server polls, and how their last polls went.",
+        resolver=price_sources.sources,
+        description="Price sources the server polls, and how their last polls went.",
         extensions=[price_sources.SOURCES],
     )
     balance: Balance | None = strawberry.field(
@@ -69,7 +72,8 @@ class Query:
         description="The account's usage: summary, by day, model, key and endpoint, and request logs.",
     )
     billing_history: BalanceTransactionConnection | None = strawberry.field(
-        resolver=usage_resolvers.billing_history, description="The account's ledger rows, newest first.",
+        resolver=usage_resolvers.billing_history,
+        description="The account's ledger rows, newest first.",
         extensions=[usage_resolvers.LOGS],
     )
 
@@ -79,7 +83,8 @@ class Mutation:
     create_api_key: CreatedApiKey = strawberry.field(resolver=accounts.create_api_key)
     revoke_api_key: ApiKey = strawberry.field(resolver=accounts.revoke_api_key)
     record_prices: RecordedPrices = strawberry.field(
-        resolver=admin.record_prices, description="Operators: observed prices; only changes become ticks.",
+        resolver=admin.record_prices,
+        description="Operators: observed prices; only changes become ticks.",
         extensions=[admin.RECORDED],
     )
     create_account: CreatedAccount = strawberry.field(resolver=admin.create_account, description="Operators.")

@@ -14,4 +14,4 @@ SOURCES = Sized.fixed(len(KINDS), "one per kind of source")
 async def sources(info: Info) -> list[PriceSource]:
     async with info.context.sessionmaker() as session:
         rows = await list_sources(session)
-    return [PriceSource(row=row) for row in rows[:len(KINDS)]]
+    return [PriceSource(row=row) for row in rows[: len(KINDS)]]

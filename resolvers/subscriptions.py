@@ -29,8 +29,9 @@ async def _still_authorized(context: Context) -> bool:
         return True
     ws = context.request
     try:
-        await authenticate(context.keys, context.authorization, ws.client.host if ws.client else "unknown",
-                           ws.app.state.operator)
+        await authenticate(
+            context.keys, context.authorization, ws.client.host if ws.client else "unknown", ws.app.state.operator
+        )
     except DomainError:
         return False
     return True
@@ -44,6 +45,7 @@ async def _events(context: Context, accepts: Callable[[Event], bool]) -> AsyncGe
     limits = ws.app.state.ws_limits
     listener = context.broker.listen(accepts, limits.queue_size)
     slow = f"slow consumer: fell more than {limits.queue_size} events behind"
+
     def cut_off() -> None:
         asyncio.get_running_loop().create_task(close(ws, CLOSE_SLOW_CONSUMER, slow))
 
@@ -95,8 +97,10 @@ async def offer_status_changed(
     model_slug, provider_slug = _slugs(context, model, provider)
 
     def accepts(event: Event) -> bool:
-        return isinstance(event, StatusChanged) and (not model_slug or event.model == model_slug) and (
-            not provider_slug or event.provider == provider_slug
+        return (
+            isinstance(event, StatusChanged)
+            and (not model_slug or event.model == model_slug)
+            and (not provider_slug or event.provider == provider_slug)
         )
 
     async for event in _events(context, accepts):

@@ -52,9 +52,13 @@ async def billing_history(
     async with info.context.sessionmaker() as session:
         page = await billing.billing_history(session, account_id, first, cursor)
     nodes = [BalanceTransaction(row=t) for t in page.items]
-    return BalanceTransactionConnection(nodes=nodes, page_info=PageInfo(
-        has_next_page=page.has_more, end_cursor=str(nodes[-1].id()) if nodes else None,
-    ))
+    return BalanceTransactionConnection(
+        nodes=nodes,
+        page_info=PageInfo(
+            has_next_page=page.has_more,
+            end_cursor=str(nodes[-1].id()) if nodes else None,
+        ),
+    )
 
 
 async def credit_balance(
@@ -67,7 +71,11 @@ async def credit_balance(
         raise BadInput(f"accountId: {account_id!r} is not an account id") from None
     async with info.context.sessionmaker() as session, session.begin():
         credited = await billing.credit(
-            session, numeric_id, parse_amount(amount), idempotency_key, description.strip(),
+            session,
+            numeric_id,
+            parse_amount(amount),
+            idempotency_key,
+            description.strip(),
             info.context.broker,
         )
     return CreditedBalance(

@@ -57,8 +57,9 @@ async def healthz(request: Request) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.detail, "code": exc.status_code}, status_code=exc.status_code,
-                        headers=exc.headers)
+    return JSONResponse(
+        {"error": exc.detail, "code": exc.status_code}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -72,8 +73,12 @@ async def prepare_database(engine: AsyncEngine, settings: Settings) -> None:
     if settings.seed_on_start:
         result = await ensure_seed(sessionmaker(engine))
         if result is not None:
-            log.info("seeded the catalog: %d offers, %d models, %d providers",
-                     result.offers_created, result.models_created, result.providers_created)
+            log.info(
+                "seeded the catalog: %d offers, %d models, %d providers",
+                result.offers_created,
+                result.models_created,
+                result.providers_created,
+            )
 
 
 class _Component(Protocol):
@@ -118,8 +123,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             keys.on_revoked(connections.revoked)
             client = httpx.AsyncClient(headers={"user-agent": "pricegraph"})
             stack.push_async_callback(client.aclose)
-            app.state.pollers = await _started(stack, Pollers(sessions, broker, client, settings.sources.build(),
-                                                              leader=create_leader(url)))
+            app.state.pollers = await _started(
+                stack, Pollers(sessions, broker, client, settings.sources.build(), leader=create_leader(url))
+            )
             # What start-up loaded (modules, the schema, the price book) lives as long as the process:
             # keep it out of the collector's full passes, which would otherwise pause the loop for
             # tens of milliseconds whenever a large answer is being built.

@@ -105,20 +105,33 @@ class GraphQLApp(GraphQL[Context, None]):
         context = Context(request=request, response=response, sessionmaker=request.app.state.sessionmaker)
         client = request.client.host if request.client else "unknown"
         try:
-            context.principal = await authenticate(request.app.state.keys, request.headers.get("authorization"), client,
-                                                   request.app.state.operator)
+            context.principal = await authenticate(
+                request.app.state.keys, request.headers.get("authorization"), client, request.app.state.operator
+            )
         except DomainError as exc:
             context.auth_error = exc
         return context
 
-    async def execute_operation(self, request: Any, request_adapter: Any, request_data: Any, context: Context,
-                                root_value: Any, sub_response: Any) -> Any:
+    async def execute_operation(
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: Context,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
         """A catalog query (`schema.guard.cacheable`) asked again by the same plan is answered from the
         response cache while the catalog is the same; its quota is counted all the same."""
         if isinstance(request_data, GraphQLRequestData) and context.principal is not None and request_data.query:
             state = request.app.state
-            key = ("graphql", request_data.query, json.dumps(request_data.variables, sort_keys=True, default=str),
-                   request_data.operation_name, context.principal.plan)
+            key = (
+                "graphql",
+                request_data.query,
+                json.dumps(request_data.variables, sort_keys=True, default=str),
+                request_data.operation_name,
+                context.principal.plan,
+            )
             version = state.book.version
             hit = None if wants_fresh(request.headers) else state.response_cache.get(key, version)
             if hit is not None:
@@ -131,8 +144,9 @@ class GraphQLApp(GraphQL[Context, None]):
                     sub_response.headers["X-Cache"] = "hit"
                     return CachedAnswer(hit)
             request.scope[CACHE_KEY] = (key, version)
-        return await super().execute_operation(request, request_adapter, request_data, context, root_value,
-                                               sub_response)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         if isinstance(result, CachedAnswer):

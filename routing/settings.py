@@ -96,8 +96,9 @@ class Settings:
             ),
             websocket=WebsocketLimits(
                 connections_per_subject=_whole(env, "WS_MAX_CONNECTIONS", WebsocketLimits.connections_per_subject),
-                subscriptions_per_connection=_whole(env, "WS_MAX_SUBSCRIPTIONS",
-                                                    WebsocketLimits.subscriptions_per_connection),
+                subscriptions_per_connection=_whole(
+                    env, "WS_MAX_SUBSCRIPTIONS", WebsocketLimits.subscriptions_per_connection
+                ),
                 queue_size=_whole(env, "WS_QUEUE_SIZE", WebsocketLimits.queue_size),
                 key_recheck_seconds=_number(env, "WS_KEY_RECHECK_SECONDS", WebsocketLimits.key_recheck_seconds),
             ),

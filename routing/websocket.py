@@ -112,9 +112,17 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
         try:
             data = await encode(message, state.pacer, state.graphql_limits.response_bytes)
         except TooLarge as error:
-            data = await encode({**message, "payload": {"data": None, "errors": [
-                {"message": str(error), "extensions": {"code": "RESPONSE_TOO_LARGE"}}
-            ]}}, state.pacer, state.graphql_limits.response_bytes)
+            data = await encode(
+                {
+                    **message,
+                    "payload": {
+                        "data": None,
+                        "errors": [{"message": str(error), "extensions": {"code": "RESPONSE_TOO_LARGE"}}],
+                    },
+                },
+                state.pacer,
+                state.graphql_limits.response_bytes,
+            )
         try:
             await self.ws.send_text(data.decode())
         except WebSocketDisconnect as exc:

@@ -49,7 +49,7 @@ class Page(Bound):
 
     def take(self, items: Sequence[T], first: int, offset: int = 0) -> list[T]:
         self.check(first, offset)
-        return list(items[offset:offset + first])
+        return list(items[offset : offset + first])
 
     def __repr__(self) -> str:
         return f"Page(default={self.default}, maximum={self.maximum})"

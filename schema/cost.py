@@ -94,9 +94,7 @@ class _Estimate:
     def __init__(self, schema: GraphQLSchema, document: DocumentNode, variables: Any) -> None:
         self.schema = schema
         self.variables = variables
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+        self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         self.memo: dict[tuple[int, str], int] = {}
         self.introspected: dict[tuple[int, int], int] = {}
 
@@ -250,8 +248,9 @@ _CHILDREN: dict[str, Any] = {
     "directives": lambda schema, value: list(schema.directives) if value is schema else None,
     "fields": _type_fields,
     "inputFields": _input_fields,
-    "interfaces": lambda schema, value: _listed(value, "interfaces")
-    if isinstance(value, (GraphQLObjectType, GraphQLInterfaceType)) else None,
+    "interfaces": lambda schema, value: (
+        _listed(value, "interfaces") if isinstance(value, (GraphQLObjectType, GraphQLInterfaceType)) else None
+    ),
     "possibleTypes": _possible_types,
     "enumValues": _enum_values,
     "ofType": _of_type,

@@ -74,7 +74,6 @@ class CachedDocuments(SchemaExtension):
         known = self.known
         if known is not None and execution.graphql_document is known.document:
             if known.errors is None:
-                known.errors = validate_document(execution.schema._schema, known.document,
-                                                 execution.validation_rules)
+                known.errors = validate_document(execution.schema._schema, known.document, execution.validation_rules)
             execution.pre_execution_errors = known.errors
         yield

@@ -47,9 +47,9 @@ class Schema(strawberry.Schema):
             if not timeout.expired():
                 raise
         message = f"the operation ran longer than {deadline:g} s and was stopped; ask for less"
-        result = GraphQLExecutionResult(data=None, errors=[
-            GraphQLError(message, extensions={"code": "DEADLINE_EXCEEDED"})
-        ])
+        result = GraphQLExecutionResult(
+            data=None, errors=[GraphQLError(message, extensions={"code": "DEADLINE_EXCEEDED"})]
+        )
         execution_context.result = result
         return result
 

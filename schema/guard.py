@@ -33,8 +33,9 @@ from schema.pacing import LARGE, LARGE_ANSWERS
 
 log = logging.getLogger("pricegraph.graphql")
 CACHEABLE = "pricegraph.cacheable"  # set on an HTTP request's scope when its answer may be cached
-CATALOG_ROOTS = frozenset({"models", "model", "providers", "provider", "prices", "compare", "__typename",
-                           "__schema", "__type"})
+CATALOG_ROOTS = frozenset(
+    {"models", "model", "providers", "provider", "prices", "compare", "__typename", "__schema", "__type"}
+)
 REFUSALS = {"PAYMENT_REQUIRED", "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "QUERY_TOO_COMPLEX"}
 SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
 
@@ -60,8 +61,15 @@ def _code(error: GraphQLError) -> str:
 
 
 def _with(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
-    return GraphQLError(message, nodes=error.nodes, source=error.source, positions=error.positions,
-                        path=error.path, original_error=None, extensions=extensions)
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
 
 
 def coded(error: GraphQLError, suggestions: bool) -> GraphQLError:

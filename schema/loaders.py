@@ -24,7 +24,7 @@ def _candles_loader(sessionmaker: async_sessionmaker[AsyncSession]) -> DataLoade
         async with sessionmaker() as session:
             for (days, interval), offer_ids in windows.items():
                 for start in range(0, len(offer_ids), CANDLE_BATCH):
-                    batch = offer_ids[start:start + CANDLE_BATCH]
+                    batch = offer_ids[start : start + CANDLE_BATCH]
                     for offer_id, candles in (await candles_for_offers(session, batch, days, interval)).items():
                         found[(offer_id, days, interval)] = candles
         return [found.get(key, []) for key in keys]

@@ -60,8 +60,12 @@ class UsageFilter:
             if moment is not None and moment.tzinfo is None:
                 raise BadInput(f"{name}: give a time zone (e.g. 2026-05-12T14:32:00Z)")
         return usage.UsageFilter(
-            period=self.period, start=self.start_time, end=self.end_time, model=self.model,
-            key_id=str(self.key_id) if self.key_id is not None else None, endpoint=self.endpoint,
+            period=self.period,
+            start=self.start_time,
+            end=self.end_time,
+            model=self.model,
+            key_id=str(self.key_id) if self.key_id is not None else None,
+            endpoint=self.endpoint,
         )
 
 
@@ -90,9 +94,12 @@ class UsageTotals:
     @staticmethod
     def values(totals: usage.Totals) -> TotalsFields:
         return {
-            "requests": totals.requests, "successful_requests": totals.successful,
-            "failed_requests": totals.failed, "input_tokens": BigInt(totals.input_tokens),
-            "output_tokens": BigInt(totals.output_tokens), "total_tokens": BigInt(totals.total_tokens),
+            "requests": totals.requests,
+            "successful_requests": totals.successful,
+            "failed_requests": totals.failed,
+            "input_tokens": BigInt(totals.input_tokens),
+            "output_tokens": BigInt(totals.output_tokens),
+            "total_tokens": BigInt(totals.total_tokens),
             "cost": totals.cost,
         }
 
@@ -305,8 +312,13 @@ class Usage:
         async with info.context.sessionmaker() as session:
             page = await usage.by_key(session, self.scope, first)
         return [
-            KeyUsage(key_id=strawberry.ID(g.key) if g.key else None, name=g.name, prefix=g.prefix,
-                     revoked=g.revoked_at is not None, **UsageTotals.values(g.totals))
+            KeyUsage(
+                key_id=strawberry.ID(g.key) if g.key else None,
+                name=g.name,
+                prefix=g.prefix,
+                revoked=g.revoked_at is not None,
+                **UsageTotals.values(g.totals),
+            )
             for g in page.items
         ]
 
@@ -315,8 +327,7 @@ class Usage:
         GROUPS.check(first)
         async with info.context.sessionmaker() as session:
             page = await usage.by_endpoint(session, self.scope, first)
-        return [EndpointUsage(endpoint=g.key, **UsageTotals.values(g.totals))
-                for g in page.items]
+        return [EndpointUsage(endpoint=g.key, **UsageTotals.values(g.totals)) for g in page.items]
 
     @strawberry.field(description="Request logs, newest first.", extensions=[LOGS])
     async def logs(self, info: Info, first: int = LOGS.default, after: str | None = None) -> UsageLogConnection:
@@ -325,9 +336,13 @@ class Usage:
         async with info.context.sessionmaker() as session:
             page = await usage.logs(session, self.scope, first, cursor)
         nodes = [UsageLog(row=r) for r in page.items]
-        return UsageLogConnection(nodes=nodes, page_info=PageInfo(
-            has_next_page=page.has_more, end_cursor=str(nodes[-1].id()) if nodes else None,
-        ))
+        return UsageLogConnection(
+            nodes=nodes,
+            page_info=PageInfo(
+                has_next_page=page.has_more,
+                end_cursor=str(nodes[-1].id()) if nodes else None,
+            ),
+        )
 
 
 @strawberry.type(description="A metered request of the caller's account, as it is recorded.")

@@ -93,32 +93,41 @@ class FakeProvider:
         if b.status != 200:
             headers = {"retry-after": b.retry_after} if b.retry_after else None
             kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(b.status, "server_error")
-            return JSONResponse({"error": {"message": b.error_message, "type": kind, "code": kind}},
-                                status_code=b.status, headers=headers)
+            return JSONResponse(
+                {"error": {"message": b.error_message, "type": kind, "code": kind}},
+                status_code=b.status,
+                headers=headers,
+            )
         completion_id = "chatcmpl-" + uuid.uuid4().hex[:12]
         usage = self.usage(body, b)
         if body.get("stream"):
-            return StreamingResponse(self.stream(provider, body, b, completion_id, usage),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                self.stream(provider, body, b, completion_id, usage), media_type="text/event-stream"
+            )
         message: dict[str, Any] = {"role": "assistant", "content": b.reply}
         finish = "stop"
         if b.tool_call and body.get("tools"):
             message = {"role": "assistant", "content": None, "tool_calls": [self.tool_call(body)]}
             finish = "tool_calls"
         answer: dict[str, Any] = {
-            "id": completion_id, "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"], "system_fingerprint": "fp_fake",
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         }
         if b.usage:
             answer["usage"] = usage
         raw = json.dumps(answer).encode()
         if b.first_byte_delay or b.chunk_delay:
+
             async def slow() -> Any:
                 await asyncio.sleep(b.first_byte_delay)
                 yield raw[:10]
                 await asyncio.sleep(b.chunk_delay)
                 yield raw[10:]
+
             return StreamingResponse(slow(), media_type="application/json")
         return Response(raw, media_type="application/json")
 
@@ -131,13 +140,22 @@ class FakeProvider:
     @staticmethod
     def tool_call(body: dict[str, Any]) -> dict[str, Any]:
         name = body["tools"][0]["function"]["name"]
-        return {"id": "call_" + uuid.uuid4().hex[:8], "type": "function",
-                "function": {"name": name, "arguments": json.dumps({"summary": "a red square"})}}
+        return {
+            "id": "call_" + uuid.uuid4().hex[:8],
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps({"summary": "a red square"})},
+        }
 
-    async def stream(self, provider: str, body: dict[str, Any], b: Behaviour, completion_id: str,
-                     usage: dict[str, int]) -> Any:
-        base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body["model"], "system_fingerprint": "fp_fake"}
+    async def stream(
+        self, provider: str, body: dict[str, Any], b: Behaviour, completion_id: str, usage: dict[str, int]
+    ) -> Any:
+        base = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "fp_fake",
+        }
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
@@ -145,13 +163,12 @@ class FakeProvider:
         events = [chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
         if b.tool_call and body.get("tools"):
             call = self.tool_call(body)
-            events.append(chunk([{"index": 0, "delta": {"tool_calls": [{"index": 0, **call}]},
-                                  "finish_reason": None}]))
+            events.append(chunk([{"index": 0, "delta": {"tool_calls": [{"index": 0, **call}]}, "finish_reason": None}]))
             finish = "tool_calls"
         else:
             size = max(1, len(b.reply) // b.pieces)
             for i in range(0, len(b.reply), size):
-                events.append(chunk([{"index": 0, "delta": {"content": b.reply[i:i + size]}, "finish_reason": None}]))
+                events.append(chunk([{"index": 0, "delta": {"content": b.reply[i : i + size]}, "finish_reason": None}]))
             finish = "stop"
         events.append(chunk([{"index": 0, "delta": {}, "finish_reason": finish}]))
         if b.usage and (body.get("stream_options") or {}).get("include_usage"):
@@ -173,8 +190,12 @@ class FakeProvider:
                 self.cancelled.append(provider)
 
 
-def providers_toml(fake_url: str, providers: dict[str, str | None], gateway: dict[str, float] | None = None,
-                   base_urls: dict[str, str] | None = None) -> str:
+def providers_toml(
+    fake_url: str,
+    providers: dict[str, str | None],
+    gateway: dict[str, float] | None = None,
+    base_urls: dict[str, str] | None = None,
+) -> str:
     """A PROVIDERS_FILE pointing each provider at the fake (or at `base_urls`), with its platform key."""
     lines = []
     if gateway:

@@ -70,14 +70,18 @@ def test_hourly_prior_without_ticks_fills_every_hour() -> None:
     assert len(candles) == 48
     assert [c.start for c in candles] == [at(1) + k * HOUR for k in range(48)]
     assert {(c.open, c.high, c.low, c.close, c.change_pct, c.ticks) for c in candles} == {
-        (D("1.5"), D("1.5"), D("1.5"), D("1.5"), D("0.0000"), 0)}
+        (D("1.5"), D("1.5"), D("1.5"), D("1.5"), D("0.0000"), 0)
+    }
 
 
 def test_a_zero_price_has_no_percent_change() -> None:
     ticks = [(at(1, 1), D("0")), (at(2, 1), D("0.5")), (at(3, 1), D("0"))]
     candles = build_candles(None, ticks, at(1), at(4), Interval.DAY)
     assert [(str(c.open), str(c.close), str(c.change_pct)) for c in candles] == [
-        ("0", "0", "0.0000"), ("0", "0.5", "0.0000"), ("0.5", "0", "-100.0000")]
+        ("0", "0", "0.0000"),
+        ("0", "0.5", "0.0000"),
+        ("0.5", "0", "-100.0000"),
+    ]
 
 
 def test_ticks_outside_the_window_are_refused() -> None:
@@ -126,13 +130,16 @@ def _priced(entry: OfferEntry, blended: str, output: str | None = None) -> Offer
 
 async def _offer_id(sessions: async_sessionmaker[AsyncSession], entry: OfferEntry) -> int:
     async with sessions() as session:
-        return (await session.execute(
-            select(Offer.id).join(Provider).where(Provider.slug == entry.provider, Offer.variant == entry.variant)
-        )).scalar_one()
+        return (
+            await session.execute(
+                select(Offer.id).join(Provider).where(Provider.slug == entry.provider, Offer.variant == entry.variant)
+            )
+        ).scalar_one()
 
 
-async def _candles(sessions: async_sessionmaker[AsyncSession], offer_id: int, days: int, interval: Interval,
-                   now: datetime) -> list[Candle]:
+async def _candles(
+    sessions: async_sessionmaker[AsyncSession], offer_id: int, days: int, interval: Interval, now: datetime
+) -> list[Candle]:
     async with sessions() as session:
         return await candles_for_offer(session, offer_id, days, interval, now=now)
 
@@ -221,7 +228,9 @@ async def test_a_zero_price_in_the_database(sessions) -> None:  # type: ignore[n
     groq = await _offer_id(sessions, GROQ)
     candles = await _candles(sessions, groq, 3, Interval.DAY, now=at(2, 5))
     assert [(str(c.open), str(c.close), str(c.change_pct)) for c in candles] == [
-        ("0", "0", "0.0000"), ("0", "0.25", "0.0000")]
+        ("0", "0", "0.0000"),
+        ("0", "0.25", "0.0000"),
+    ]
 
 
 async def test_a_batch_of_offers_costs_two_statements(sessions, engine: AsyncEngine) -> None:  # type: ignore[no-untyped-def]
@@ -246,8 +255,9 @@ async def test_a_batch_of_offers_costs_two_statements(sessions, engine: AsyncEng
         assert len(statements) == 2
         statements.clear()
         async with sessions() as session:
-            many = await candles_for_offers(session, [groq, turbo, plain, quiet, 999_999, groq], 5, Interval.DAY,
-                                            now=at(8, 12))
+            many = await candles_for_offers(
+                session, [groq, turbo, plain, quiet, 999_999, groq], 5, Interval.DAY, now=at(8, 12)
+            )
         assert len(statements) == 2
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
@@ -256,10 +266,19 @@ async def test_a_batch_of_offers_costs_two_statements(sessions, engine: AsyncEng
     assert many[groq] == one[groq]
     assert many[quiet] == [] and many[999_999] == []
     assert [(c.start, str(c.close)) for c in many[groq]] == [
-        (at(4), "0.5"), (at(5), "0.5"), (at(6), "0.4"), (at(7), "0.4"), (at(8), "0.45")]
+        (at(4), "0.5"),
+        (at(5), "0.5"),
+        (at(6), "0.4"),
+        (at(7), "0.4"),
+        (at(8), "0.45"),
+    ]
     assert [(str(c.open), str(c.close), str(c.change_pct), c.ticks) for c in many[turbo]] == [
-        ("0.2", "0.2", "0.0000", 0), ("0.2", "0.2", "0.0000", 0), ("0.2", "0.25", "25.0000", 1),
-        ("0.25", "0.25", "0.0000", 0), ("0.25", "0.25", "0.0000", 0)]
+        ("0.2", "0.2", "0.0000", 0),
+        ("0.2", "0.2", "0.0000", 0),
+        ("0.2", "0.25", "25.0000", 1),
+        ("0.25", "0.25", "0.0000", 0),
+        ("0.25", "0.25", "0.0000", 0),
+    ]
     assert {str(c.close) for c in many[plain]} == {"0.3"}  # an unchanged price writes no tick
     async with sessions() as session:
         assert await candles_for_offers(session, [], 5, Interval.DAY, now=at(8, 12)) == {}
@@ -275,10 +294,12 @@ async def test_days_out_of_range_are_rejected_before_any_query(sessions, days: i
 # --- the database's aggregation equals the pure path -------------------------------------------------
 
 
-def _pure(ticks: list[tuple[datetime, int, Decimal, Decimal]], days: int, interval: Interval,
-          now: datetime) -> list[Candle]:
+def _pure(
+    ticks: list[tuple[datetime, int, Decimal, Decimal]], days: int, interval: Interval, now: datetime
+) -> list[Candle]:
     """build_candles over one offer's raw ticks (observed_at, id, input, output), as the reference."""
     from datasources.money import blended
+
     start, end = window(days, interval, now)
     ordered = sorted(ticks, key=lambda t: (t[0], t[1]))
     before = [t for t in ordered if t[0] < start]
@@ -300,25 +321,48 @@ async def test_the_sql_aggregation_equals_the_pure_path_on_random_series(session
         moment = at(1) - 35 * DAY
         for _ in range(rng.randint(200, 400)):
             moment += timedelta(seconds=rng.choice([0, 0, 1, 59, 600, 3600, 3 * 3600, 86400, 4 * 86400]))
-            rows.append({"offer_id": offer_id, "input_per_1m": rng.choice(prices),
-                         "output_per_1m": rng.choice(prices), "observed_at": moment, "source": "test"})
+            rows.append(
+                {
+                    "offer_id": offer_id,
+                    "input_per_1m": rng.choice(prices),
+                    "output_per_1m": rng.choice(prices),
+                    "observed_at": moment,
+                    "source": "test",
+                }
+            )
     rows.sort(key=lambda r: r["observed_at"])
     rng.shuffle(rows)  # ids no longer follow time: ties on observed_at are broken by id, not by position
     async with sessions() as session, session.begin():
         await session.execute(insert(PriceTick), rows)
     async with sessions() as session:
-        stored = (await session.execute(
-            select(PriceTick.offer_id, PriceTick.observed_at, PriceTick.id, PriceTick.input_per_1m,
-                   PriceTick.output_per_1m))).all()
+        stored = (
+            await session.execute(
+                select(
+                    PriceTick.offer_id,
+                    PriceTick.observed_at,
+                    PriceTick.id,
+                    PriceTick.input_per_1m,
+                    PriceTick.output_per_1m,
+                )
+            )
+        ).all()
     assert sum(1 for r in rows if r["input_per_1m"] + r["output_per_1m"] == 0) > 0
 
-    for days, interval, now in [(30, Interval.DAY, at(20, 7, 13)), (60, Interval.DAY, at(1, 0)),
-                                (3, Interval.HOUR, at(2, 23, 59)), (10, Interval.HOUR, at(8, 12, 30)),
-                                (1, Interval.DAY, max(r.observed_at for r in stored))]:
+    for days, interval, now in [
+        (30, Interval.DAY, at(20, 7, 13)),
+        (60, Interval.DAY, at(1, 0)),
+        (3, Interval.HOUR, at(2, 23, 59)),
+        (10, Interval.HOUR, at(8, 12, 30)),
+        (1, Interval.DAY, max(r.observed_at for r in stored)),
+    ]:
         async with sessions() as session:
             got = await candles_for_offers(session, offers, days, interval, now=now)
         for offer_id in offers:
-            expected = _pure([(r.observed_at, r.id, r.input_per_1m, r.output_per_1m)
-                              for r in stored if r.offer_id == offer_id], days, interval, now)
+            expected = _pure(
+                [(r.observed_at, r.id, r.input_per_1m, r.output_per_1m) for r in stored if r.offer_id == offer_id],
+                days,
+                interval,
+                now,
+            )
             assert [flat(c) for c in got[offer_id]] == [flat(c) for c in expected], (offer_id, days, interval)
             assert got[offer_id], (offer_id, days, interval)

@@ -48,9 +48,7 @@ def litellm_offers(litellm_path: Path) -> list[OfferEntry]:
 
 
 def prices(offers: list[OfferEntry], slug: str) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    return {
-        (o.provider, o.variant): (o.input_per_1m, o.output_per_1m) for o in offers if o.model.slug == slug
-    }
+    return {(o.provider, o.variant): (o.input_per_1m, o.output_per_1m) for o in offers if o.model.slug == slug}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +149,12 @@ def test_old_catalog_with_max_tokens() -> None:
 
 def test_zero_price_is_a_price_and_missing_price_skips() -> None:
     data = {
-        "gemini/gemma-3-27b-it": {**CHAT, "litellm_provider": "gemini", "input_cost_per_token": 0, "output_cost_per_token": 0},
+        "gemini/gemma-3-27b-it": {
+            **CHAT,
+            "litellm_provider": "gemini",
+            "input_cost_per_token": 0,
+            "output_cost_per_token": 0,
+        },
         "groq/llama-3.1-8b-instant": {"litellm_provider": "groq", "mode": "chat"},
     }
     (offer,) = parse_litellm(data, "x.json")
@@ -201,6 +204,7 @@ def test_truncated_file_names_file_and_line(tmp_path: Path) -> None:
 # OpenRouter
 # ---------------------------------------------------------------------------------------------
 
+
 def test_openrouter_models_first_party_only() -> None:
     offers = parse_openrouter_file(OR_MODELS)
     by_key = {(o.provider, o.model.slug, o.variant): o for o in offers}
@@ -219,8 +223,13 @@ def test_openrouter_models_first_party_only() -> None:
     assert prices(offers, "gpt-sample-4-mini") == {("openai", ""): (D("0.2"), D("0.8"))}  # not its :free listing
     # Skipped: moving aliases, :free, variable prices, open weights (by lab or by name).
     assert not any(o.source_key.startswith(("~", "openrouter/")) or o.source_key.endswith(":free") for o in offers)
-    assert not {"gpt-sample-4-auto", "gpt-oss-sample-90b", "gemma-sample-9b", "llama-sample-3-70b",
-                "kimi-sample-k9"} & {o.model.slug for o in offers}
+    assert not {
+        "gpt-sample-4-auto",
+        "gpt-oss-sample-90b",
+        "gemma-sample-9b",
+        "llama-sample-3-70b",
+        "kimi-sample-k9",
+    } & {o.model.slug for o in offers}
 
 
 def test_openrouter_endpoints() -> None:
@@ -238,9 +247,13 @@ def test_openrouter_endpoints() -> None:
     kimi = prices(offers, "kimi-sample-k9")
     assert kimi[("fireworks", "")] != kimi[("fireworks", "fast")]
     assert [o.provider_model_id for o in offers if o.model.slug == "kimi-sample-k9" and o.provider == "together"] == [
-        "moonshotai/Kimi-Sample-K9"]  # listed twice at one price: one offer
-    groq = {o.variant: (o.input_per_1m, o.provider_model_id) for o in offers
-            if o.model.slug == "gpt-oss-sample-90b" and o.provider == "groq"}
+        "moonshotai/Kimi-Sample-K9"
+    ]  # listed twice at one price: one offer
+    groq = {
+        o.variant: (o.input_per_1m, o.provider_model_id)
+        for o in offers
+        if o.model.slug == "gpt-oss-sample-90b" and o.provider == "groq"
+    }
     assert len(groq) == 2 and {price for price, _ in groq.values()} == {D("0.15"), D("0.3")}  # two prices: two offers
     assert prices(offers, "claude-sample-5") == {
         ("anthropic", ""): (D("4"), D("20")),
@@ -260,7 +273,18 @@ def test_openrouter_endpoints() -> None:
 def test_real_openrouter_models_first_party_only() -> None:
     offers = parse_openrouter_file(REAL_OR_MODELS)
     providers = {o.provider for o in offers}
-    assert providers <= {"openai", "anthropic", "google", "xai", "perplexity", "cohere", "ai21", "bedrock", "inception", "morph"}
+    assert providers <= {
+        "openai",
+        "anthropic",
+        "google",
+        "xai",
+        "perplexity",
+        "cohere",
+        "ai21",
+        "bedrock",
+        "inception",
+        "morph",
+    }
     found = prices(offers, "gpt-4o")
     assert found[("openai", "")] == (D("2.5"), D("10"))
     assert found[("openai", "batch")] == (D("1.25"), D("5"))
@@ -299,10 +323,14 @@ def test_openrouter_variable_price_skipped_and_garbage_rejected() -> None:
 
 def test_openrouter_endpoint_record_errors(tmp_path: Path) -> None:
     path = tmp_path / "endpoints.jsonl"
-    good = {"model_slug": "openai/gpt-4o", "variant": "standard", "endpoints": [
-        {"provider_slug": "openai", "pricing": {"prompt": "0.0000025", "completion": "0.00001"}},
-        {"provider_slug": "azure", "pricing": {"prompt": "0.0000025", "completion": "0.00001"}},
-    ]}
+    good = {
+        "model_slug": "openai/gpt-4o",
+        "variant": "standard",
+        "endpoints": [
+            {"provider_slug": "openai", "pricing": {"prompt": "0.0000025", "completion": "0.00001"}},
+            {"provider_slug": "azure", "pricing": {"prompt": "0.0000025", "completion": "0.00001"}},
+        ],
+    }
     path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:40] + "\n")
     with pytest.raises(CatalogFormatError) as info:
         parse_openrouter_file(path)
@@ -319,13 +347,28 @@ def test_openrouter_endpoint_record_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "slug"),
     [
-        ("together_ai", "together"), ("together", "together"), ("fireworks_ai", "fireworks"),
-        ("fireworks/fast", "fireworks"), ("deepinfra/turbo", "deepinfra"), ("lambda_ai", "lambda"),
-        ("gradient_ai", "digitalocean"), ("nvidia_nim", "nvidia"), ("gemini", "google"),
-        ("bedrock_converse", "bedrock"), ("vertex_ai-anthropic_models", "vertex"), ("azure_ai", "azure"),
-        ("codestral", "mistral"), ("text-completion-openai", "openai"), ("amazon-bedrock", "bedrock"),
-        ("google-vertex/us-east5", "vertex"), ("openrouter", None), ("vercel_ai_gateway", None),
-        ("github_copilot", None), ("aihubmix", None), ("ollama", None), ("made-up", None),
+        ("together_ai", "together"),
+        ("together", "together"),
+        ("fireworks_ai", "fireworks"),
+        ("fireworks/fast", "fireworks"),
+        ("deepinfra/turbo", "deepinfra"),
+        ("lambda_ai", "lambda"),
+        ("gradient_ai", "digitalocean"),
+        ("nvidia_nim", "nvidia"),
+        ("gemini", "google"),
+        ("bedrock_converse", "bedrock"),
+        ("vertex_ai-anthropic_models", "vertex"),
+        ("azure_ai", "azure"),
+        ("codestral", "mistral"),
+        ("text-completion-openai", "openai"),
+        ("amazon-bedrock", "bedrock"),
+        ("google-vertex/us-east5", "vertex"),
+        ("openrouter", None),
+        ("vercel_ai_gateway", None),
+        ("github_copilot", None),
+        ("aihubmix", None),
+        ("ollama", None),
+        ("made-up", None),
     ],
 )
 def test_provider_slug(name: str, slug: str | None) -> None:

@@ -20,12 +20,19 @@ from tests.conftest import Databases, data_files
 ROOT = Path(__file__).resolve().parents[1]
 
 LLAMA_GROQ = {
-    "litellm_provider": "groq", "mode": "chat", "input_cost_per_token": 5.9e-07,
-    "output_cost_per_token": 7.9e-07, "max_input_tokens": 128000, "supports_function_calling": True,
+    "litellm_provider": "groq",
+    "mode": "chat",
+    "input_cost_per_token": 5.9e-07,
+    "output_cost_per_token": 7.9e-07,
+    "max_input_tokens": 128000,
+    "supports_function_calling": True,
 }
 LLAMA_TOGETHER = {
-    "litellm_provider": "together_ai", "mode": "chat", "input_cost_per_token": 8.8e-07,
-    "output_cost_per_token": 8.8e-07, "max_input_tokens": 131072,
+    "litellm_provider": "together_ai",
+    "mode": "chat",
+    "input_cost_per_token": 8.8e-07,
+    "output_cost_per_token": 8.8e-07,
+    "max_input_tokens": 131072,
 }
 SMALL_CATALOG = {
     "groq/llama-3.3-70b-versatile": LLAMA_GROQ,
@@ -38,7 +45,11 @@ def run(url: URL | str, *args: str, cwd: Path | None = None) -> subprocess.Compl
     env = {**os.environ, "DATABASE_URL": url if isinstance(url, str) else url.render_as_string(hide_password=False)}
     return subprocess.run(
         [sys.executable, str(ROOT / "server.py"), *args],
-        capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or ROOT,
+        timeout=300,
     )
 
 
@@ -98,10 +109,14 @@ async def test_import_is_idempotent_and_a_changed_price_is_a_tick(fresh_url: URL
     [
         ('{"groq/llama-3.3-70b-versatile": {"litellm_provider": "groq", "mode": "ch', "line 1"),
         ("[1, 2, 3]", "object"),
-        (json.dumps({"groq/llama-3.3-70b-versatile": {**LLAMA_GROQ, "input_cost_per_token": "abc"}}, indent=1),
-         "groq/llama-3.3-70b-versatile"),
-        (json.dumps({"groq/llama-3.3-70b-versatile": {**LLAMA_GROQ, "output_cost_per_token": -1}}, indent=1),
-         "groq/llama-3.3-70b-versatile"),
+        (
+            json.dumps({"groq/llama-3.3-70b-versatile": {**LLAMA_GROQ, "input_cost_per_token": "abc"}}, indent=1),
+            "groq/llama-3.3-70b-versatile",
+        ),
+        (
+            json.dumps({"groq/llama-3.3-70b-versatile": {**LLAMA_GROQ, "output_cost_per_token": -1}}, indent=1),
+            "groq/llama-3.3-70b-versatile",
+        ),
         (json.dumps({"ok": LLAMA_TOGETHER, "groq/x": "not an object"}, indent=1), "groq/x"),
     ],
     ids=["truncated", "not-an-object", "price-not-a-number", "negative-price", "entry-not-an-object"],

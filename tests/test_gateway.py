@@ -41,16 +41,35 @@ D = Decimal
 
 OFFERS = [
     # llama-3.3-70b, cheapest first: deepinfra, groq, together, fireworks
-    Observation("llama-3.3-70b", "deepinfra", D("0.20"), D("0.30"), provider_model_id="meta-llama/Llama-3.3-70B-Instruct"),
+    Observation(
+        "llama-3.3-70b", "deepinfra", D("0.20"), D("0.30"), provider_model_id="meta-llama/Llama-3.3-70B-Instruct"
+    ),
     Observation("llama-3.3-70b", "groq", D("0.50"), D("0.70"), provider_model_id="llama-3.3-70b-versatile"),
-    Observation("llama-3.3-70b", "together", D("0.80"), D("0.90"), provider_model_id="meta-llama/Llama-3.3-70B-Instruct-Turbo"),
-    Observation("llama-3.3-70b", "fireworks", D("0.90"), D("0.90"), provider_model_id="accounts/fireworks/models/llama-v3p3-70b-instruct"),
+    Observation(
+        "llama-3.3-70b", "together", D("0.80"), D("0.90"), provider_model_id="meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    ),
+    Observation(
+        "llama-3.3-70b",
+        "fireworks",
+        D("0.90"),
+        D("0.90"),
+        provider_model_id="accounts/fireworks/models/llama-v3p3-70b-instruct",
+    ),
     # llama-3.1-8b: nebius (nothing listens) is cheapest, then cerebras, sambanova
-    Observation("llama-3.1-8b", "nebius", D("0.01"), D("0.02"), provider_model_id="meta-llama/Meta-Llama-3.1-8B-Instruct"),
+    Observation(
+        "llama-3.1-8b", "nebius", D("0.01"), D("0.02"), provider_model_id="meta-llama/Meta-Llama-3.1-8B-Instruct"
+    ),
     Observation("llama-3.1-8b", "cerebras", D("0.05"), D("0.05"), provider_model_id="llama3.1-8b"),
     Observation("llama-3.1-8b", "sambanova", D("0.10"), D("0.10"), provider_model_id="Meta-Llama-3.1-8B-Instruct"),
-    Observation("gpt-4o-mini", "openai", D("0.15"), D("0.60"), provider_model_id="gpt-4o-mini",
-                supports_vision=True, supports_tools=True),
+    Observation(
+        "gpt-4o-mini",
+        "openai",
+        D("0.15"),
+        D("0.60"),
+        provider_model_id="gpt-4o-mini",
+        supports_vision=True,
+        supports_tools=True,
+    ),
     Observation("mistral-large", "mistral", D("2"), D("6"), provider_model_id="mistral-large-latest"),
 ]
 KEYED = ["deepinfra", "groq", "together", "fireworks", "nebius", "cerebras", "sambanova", "openai"]
@@ -69,13 +88,19 @@ class World:
     broke_account: int
 
     def client(self, key: str | None = None, prefix: str = "/api/v1/route", **headers: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + prefix, api_key=key or self.dev, max_retries=0,
-                             default_headers=headers or None, timeout=20)
+        return openai.OpenAI(
+            base_url=self.url + prefix,
+            api_key=key or self.dev,
+            max_retries=0,
+            default_headers=headers or None,
+            timeout=20,
+        )
 
     def post(self, body: dict[str, Any], key: str | None = None, **headers: str) -> httpx.Response:
         auth = {"authorization": f"Bearer {key or self.dev}"} if key != "" else {}
-        return httpx.post(f"{self.url}/api/v1/route/chat/completions", json=body, headers={**auth, **headers},
-                          timeout=20)
+        return httpx.post(
+            f"{self.url}/api/v1/route/chat/completions", json=body, headers={**auth, **headers}, timeout=20
+        )
 
     @property
     def gateway(self) -> Any:
@@ -112,14 +137,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             keys["groq"] = PLATFORM_CANARY
             keys["mistral"] = None
             path = tmp / "providers.toml"
-            path.write_text(providers_toml(
-                fake.url, keys,
-                {"connect_timeout": 1.0, "first_byte_timeout": 1.0, "total_timeout": 2.5,
-                 "breaker_failures": 3, "breaker_cooldown": 1.0},
-                base_urls={"nebius": f"http://127.0.0.1:{free_port()}/v1"},
-            ))
-            app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
-                                      operator=OperatorToken(ADMIN_TOKEN)))
+            path.write_text(
+                providers_toml(
+                    fake.url,
+                    keys,
+                    {
+                        "connect_timeout": 1.0,
+                        "first_byte_timeout": 1.0,
+                        "total_timeout": 2.5,
+                        "breaker_failures": 3,
+                        "breaker_cooldown": 1.0,
+                    },
+                    base_urls={"nebius": f"http://127.0.0.1:{free_port()}/v1"},
+                )
+            )
+            app = create_app(
+                Settings(
+                    database_url=url, migrate_on_start=False, seed_on_start=False, operator=OperatorToken(ADMIN_TOKEN)
+                )
+            )
             install(app, GatewayConfig.from_file(path))
             with LiveServer(app) as server:
                 yield World(server.url, url, fake, app, dev, dev_id, free, broke, broke_id)
@@ -149,8 +185,10 @@ def usage_for(world: World, request_id: str, timeout: float = 5.0) -> UsageRecor
     """The request's usage record once settled (it is pending while the request is in flight)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = query(world, select(UsageRecord).where(UsageRecord.request_id == request_id,
-                                                      UsageRecord.state != UsageState.PENDING))
+        rows = query(
+            world,
+            select(UsageRecord).where(UsageRecord.request_id == request_id, UsageRecord.state != UsageState.PENDING),
+        )
         if rows:
             return rows[0][0]
         time.sleep(0.03)
@@ -166,10 +204,17 @@ def balance(world: World, key: str) -> tuple[Decimal, Decimal]:
 def record_price(world: World, observation: Observation) -> None:
     """An operator's observed price, through the server (every process hears of it)."""
     mutation = """mutation ($p: [PriceInput!]!) { recordPrices(prices: $p) { unchanged } }"""
-    price = {"model": observation.model, "provider": observation.provider,
-             "inputPer1m": str(observation.input_per_1m), "outputPer1m": str(observation.output_per_1m)}
-    answer = httpx.post(f"{world.url}/graphql", json={"query": mutation, "variables": {"p": [price]}},
-                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    price = {
+        "model": observation.model,
+        "provider": observation.provider,
+        "inputPer1m": str(observation.input_per_1m),
+        "outputPer1m": str(observation.output_per_1m),
+    }
+    answer = httpx.post(
+        f"{world.url}/graphql",
+        json={"query": mutation, "variables": {"p": [price]}},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ).json()
     assert "errors" not in answer, answer
 
 
@@ -188,9 +233,14 @@ def test_the_cheapest_live_provider_answers_with_the_coaxiom_block(world: World)
     latency = block.pop("latency_ms")
     assert isinstance(latency, int) and latency >= 0
     assert block == {
-        "provider": "deepinfra", "provider_name": "DeepInfra", "model_slug": "llama-3.3-70b",
-        "provider_model_id": "meta-llama/Llama-3.3-70B-Instruct", "routed_by_price": True,
-        "price_per_1m_usd": 0.25, "key_source": "platform", "version": "1.0",
+        "provider": "deepinfra",
+        "provider_name": "DeepInfra",
+        "model_slug": "llama-3.3-70b",
+        "provider_model_id": "meta-llama/Llama-3.3-70B-Instruct",
+        "routed_by_price": True,
+        "price_per_1m_usd": 0.25,
+        "key_source": "platform",
+        "version": "1.0",
     }
     [seen] = world.fake.seen()
     assert seen.provider == "deepinfra" and seen.body["model"] == "meta-llama/Llama-3.3-70B-Instruct"
@@ -199,7 +249,12 @@ def test_the_cheapest_live_provider_answers_with_the_coaxiom_block(world: World)
     record = usage_for(world, raw.headers["x-request-id"])
     usage = answer.usage
     assert (record.provider_slug, record.model_slug, record.status, record.key_source, record.estimated) == (
-        "deepinfra", "llama-3.3-70b", 200, "platform", False)
+        "deepinfra",
+        "llama-3.3-70b",
+        200,
+        "platform",
+        False,
+    )
     assert (record.prompt_tokens, record.completion_tokens) == (usage.prompt_tokens, usage.completion_tokens)
     expected = (usage.prompt_tokens * D("0.20") + usage.completion_tokens * D("0.30")) / 1_000_000
     assert record.cost == expected.normalize()
@@ -247,8 +302,9 @@ def test_fallback_on_connect_refused_and_timeouts(world: World) -> None:
     assert answer.model_extra["_coaxiom"]["provider"] == "sambanova"
 
 
-@pytest.mark.parametrize("status,error", [(400, openai.BadRequestError), (401, openai.AuthenticationError),
-                                          (402, openai.APIStatusError)])
+@pytest.mark.parametrize(
+    "status,error", [(400, openai.BadRequestError), (401, openai.AuthenticationError), (402, openai.APIStatusError)]
+)
 def test_no_fallback_on_400_401_402(world: World, status: int, error: type[Exception]) -> None:
     world.fake.set("deepinfra", status=status, error_message="your request is wrong")
     client = world.client(**{"X-Provider-Keys": provider_keys({"deepinfra": "dk-customer"})})
@@ -290,8 +346,7 @@ def test_all_rate_limited_is_a_429_with_retry_after(world: World) -> None:
     assert response.json()["error"]["type"] == "rate_limit_error"
     # now every provider but the unreachable one is skipped: 503 without calling anyone
     world.fake.reset()
-    response = world.post({"model": "llama-3.1-8b", "messages": MESSAGES,
-                           "provider": {"ignore": ["nebius"]}})
+    response = world.post({"model": "llama-3.1-8b", "messages": MESSAGES, "provider": {"ignore": ["nebius"]}})
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert world.fake.order() == []
 
@@ -326,16 +381,20 @@ def test_pinning_a_provider(world: World) -> None:
         world.client().chat.completions.create(model="openai/llama-3.3-70b", messages=MESSAGES)
 
 
-@pytest.mark.parametrize("preferences,expected", [
-    ({"order": ["together", "groq"]}, "together"),
-    ({"only": ["fireworks", "groq"]}, "groq"),
-    ({"ignore": ["deepinfra"]}, "groq"),
-    ({"max_price": {"prompt": 0.85, "completion": 0.9}, "ignore": ["deepinfra", "groq"]}, "together"),
-    ({"sort": "price", "allow_fallbacks": True}, "deepinfra"),
-])
+@pytest.mark.parametrize(
+    "preferences,expected",
+    [
+        ({"order": ["together", "groq"]}, "together"),
+        ({"only": ["fireworks", "groq"]}, "groq"),
+        ({"ignore": ["deepinfra"]}, "groq"),
+        ({"max_price": {"prompt": 0.85, "completion": 0.9}, "ignore": ["deepinfra", "groq"]}, "together"),
+        ({"sort": "price", "allow_fallbacks": True}, "deepinfra"),
+    ],
+)
 def test_provider_preferences(world: World, preferences: dict[str, Any], expected: str) -> None:
-    answer = world.client().chat.completions.create(model="llama-3.3-70b", messages=MESSAGES,
-                                                    extra_body={"provider": preferences})
+    answer = world.client().chat.completions.create(
+        model="llama-3.3-70b", messages=MESSAGES, extra_body={"provider": preferences}
+    )
     assert answer.model_extra["_coaxiom"]["provider"] == expected
     assert answer.model_extra["_coaxiom"]["routed_by_price"] is ("order" not in preferences)
     assert all("provider" not in seen.body for seen in world.fake.seen())
@@ -343,8 +402,9 @@ def test_provider_preferences(world: World, preferences: dict[str, Any], expecte
 
 def test_max_price_that_nothing_meets_is_a_404(world: World) -> None:
     with pytest.raises(openai.NotFoundError, match="preferences"):
-        world.client().chat.completions.create(model="llama-3.3-70b", messages=MESSAGES,
-                                               extra_body={"provider": {"max_price": {"prompt": 0.1}}})
+        world.client().chat.completions.create(
+            model="llama-3.3-70b", messages=MESSAGES, extra_body={"provider": {"max_price": {"prompt": 0.1}}}
+        )
 
 
 def test_allow_fallbacks_false_tries_only_the_first(world: World) -> None:
@@ -354,8 +414,14 @@ def test_allow_fallbacks_false_tries_only_the_first(world: World) -> None:
 
 
 def test_bad_preferences_are_a_400(world: World) -> None:
-    for prefs in ({"sort": "vibes"}, {"only": "groq"}, {"order": ["nosuch"]}, {"max_price": {"prompt": -1}},
-                  {"allow_fallbacks": "no"}, {"colour": "red"}):
+    for prefs in (
+        {"sort": "vibes"},
+        {"only": "groq"},
+        {"order": ["nosuch"]},
+        {"max_price": {"prompt": -1}},
+        {"allow_fallbacks": "no"},
+        {"colour": "red"},
+    ):
         response = world.post({"model": "llama-3.3-70b", "messages": MESSAGES, "provider": prefs})
         assert response.status_code == 400, prefs
         assert response.json()["error"]["type"] == "invalid_request_error"
@@ -367,41 +433,71 @@ def test_sort_by_latency_and_by_throughput_after_traffic(world: World) -> None:
     client = world.client()
     for slug in ("groq", "together"):
         for _ in range(2):
-            for _chunk in client.chat.completions.create(model="llama-3.3-70b", messages=MESSAGES, stream=True,
-                                                         max_tokens=50, extra_body={"provider": {"only": [slug]}}):
+            for _chunk in client.chat.completions.create(
+                model="llama-3.3-70b",
+                messages=MESSAGES,
+                stream=True,
+                max_tokens=50,
+                extra_body={"provider": {"only": [slug]}},
+            ):
                 pass
     health = world.gateway.health
     assert health.latency("groq") > health.latency("together")
     assert health.tokens_per_s("groq") > health.tokens_per_s("together")
     for sort, expected in (("latency", "together"), ("throughput", "groq")):
-        answer = client.chat.completions.create(model="llama-3.3-70b", messages=MESSAGES,
-                                                extra_body={"provider": {"sort": sort, "ignore": ["deepinfra"]}})
+        answer = client.chat.completions.create(
+            model="llama-3.3-70b", messages=MESSAGES, extra_body={"provider": {"sort": sort, "ignore": ["deepinfra"]}}
+        )
         block = answer.model_extra["_coaxiom"]
         assert block["provider"] == expected and block["routed_by_price"] is False
 
 
 # ---- what passes through ----------------------------------------------------------------------------
 
-VISION = [{"role": "user", "content": [
-    {"type": "text", "text": "Read this image, then call the tool if needed."},
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE="}},
-]}]
-TOOLS = [{"type": "function", "function": {
-    "name": "save_result", "description": "Save the result",
-    "parameters": {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]},
-}}]
+VISION = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Read this image, then call the tool if needed."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE="}},
+        ],
+    }
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "save_result",
+            "description": "Save the result",
+            "parameters": {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]},
+        },
+    }
+]
 
 
 def test_images_tools_and_options_pass_through_and_tool_calls_come_back(world: World) -> None:
     world.fake.set("openai", tool_call=True)
     answer = world.client().chat.completions.create(
-        model="gpt-4o-mini", messages=VISION, tools=TOOLS, tool_choice="auto", temperature=0.2,
-        response_format={"type": "json_object"}, max_tokens=64, seed=7, extra_body={"top_k": 40},
+        model="gpt-4o-mini",
+        messages=VISION,
+        tools=TOOLS,
+        tool_choice="auto",
+        temperature=0.2,
+        response_format={"type": "json_object"},
+        max_tokens=64,
+        seed=7,
+        extra_body={"top_k": 40},
     )
     [seen] = world.fake.seen("openai")
     assert seen.body["messages"] == VISION and seen.body["tools"] == TOOLS
-    assert (seen.body["tool_choice"], seen.body["temperature"], seen.body["response_format"], seen.body["seed"],
-            seen.body["top_k"], seen.body["max_tokens"]) == ("auto", 0.2, {"type": "json_object"}, 7, 40, 64)
+    assert (
+        seen.body["tool_choice"],
+        seen.body["temperature"],
+        seen.body["response_format"],
+        seen.body["seed"],
+        seen.body["top_k"],
+        seen.body["max_tokens"],
+    ) == ("auto", 0.2, {"type": "json_object"}, 7, 40, 64)
     call = answer.choices[0].message.tool_calls[0]
     assert call.function.name == "save_result" and json.loads(call.function.arguments) == {"summary": "a red square"}
     assert answer.choices[0].finish_reason == "tool_calls"
@@ -409,8 +505,9 @@ def test_images_tools_and_options_pass_through_and_tool_calls_come_back(world: W
 
 def test_streamed_tool_calls(world: World) -> None:
     world.fake.set("openai", tool_call=True)
-    chunks = list(world.client().chat.completions.create(model="gpt-4o-mini", messages=VISION, tools=TOOLS,
-                                                         stream=True))
+    chunks = list(
+        world.client().chat.completions.create(model="gpt-4o-mini", messages=VISION, tools=TOOLS, stream=True)
+    )
     calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
     assert calls and calls[0][0].function.name == "save_result"
     assert world.fake.seen("openai")[0].body["stream_options"] == {"include_usage": True}
@@ -423,9 +520,13 @@ def test_a_stream_is_relayed_chunk_by_chunk_and_ends_with_the_coaxiom_chunk(worl
     world.fake.set("deepinfra", chunk_delay=0.15, pieces=4)
     arrivals: list[float] = []
     events: list[str] = []
-    with httpx.stream("POST", f"{world.url}/api/v1/route/chat/completions", timeout=20,
-                      headers={"authorization": f"Bearer {world.dev}"},
-                      json={"model": "llama-3.3-70b", "messages": MESSAGES, "stream": True}) as response:
+    with httpx.stream(
+        "POST",
+        f"{world.url}/api/v1/route/chat/completions",
+        timeout=20,
+        headers={"authorization": f"Bearer {world.dev}"},
+        json={"model": "llama-3.3-70b", "messages": MESSAGES, "stream": True},
+    ) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -438,7 +539,7 @@ def test_a_stream_is_relayed_chunk_by_chunk_and_ends_with_the_coaxiom_chunk(worl
     usage_chunk = json.loads(events[-3])
     assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] > 0
     sent = [t for slug, t in world.fake.sent_chunks if slug == "deepinfra"]
-    content = arrivals[:len(sent) - 1]
+    content = arrivals[: len(sent) - 1]
     # each chunk reached the client as the fake sent it, not all at the end
     assert content[-1] - content[0] > 0.45
     assert all(b - a > 0.08 for a, b in zip(content[1:], content[2:], strict=False))
@@ -447,8 +548,9 @@ def test_a_stream_is_relayed_chunk_by_chunk_and_ends_with_the_coaxiom_chunk(worl
 def test_the_openai_client_streams_unmodified(world: World) -> None:
     text = ""
     last = None
-    for chunk in world.client().chat.completions.create(model="llama-3.3-70b", messages=MESSAGES, stream=True,
-                                                        stream_options={"include_usage": True}):
+    for chunk in world.client().chat.completions.create(
+        model="llama-3.3-70b", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    ):
         if chunk.choices:
             text += chunk.choices[0].delta.content or ""
         last = chunk
@@ -477,9 +579,13 @@ def test_a_stream_cut_after_the_first_byte_is_not_retried_and_bills_what_was_pro
 def test_a_client_that_disconnects_cancels_the_upstream_and_pays_for_what_it_got(world: World) -> None:
     world.fake.set("deepinfra", chunk_delay=0.2, pieces=20, reply="word " * 40)
     after = _last_id(world)
-    with httpx.stream("POST", f"{world.url}/api/v1/route/chat/completions", timeout=20,
-                      headers={"authorization": f"Bearer {world.dev}"},
-                      json={"model": "llama-3.3-70b", "messages": MESSAGES, "stream": True}) as response:
+    with httpx.stream(
+        "POST",
+        f"{world.url}/api/v1/route/chat/completions",
+        timeout=20,
+        headers={"authorization": f"Bearer {world.dev}"},
+        json={"model": "llama-3.3-70b", "messages": MESSAGES, "stream": True},
+    ) as response:
         lines = response.iter_lines()
         received = [next(lines) for _ in range(6)]
     assert any(line.startswith("data: ") for line in received)
@@ -536,13 +642,16 @@ def test_a_provider_with_no_key_at_all_is_a_400_naming_the_header(world: World) 
     assert answer.model_extra["_coaxiom"]["key_source"] == "customer"
 
 
-@pytest.mark.parametrize("header,problem", [
-    ("%%%not-base64%%%", "not base64"),
-    (base64.b64encode(b"{not json").decode(), "JSON"),
-    (base64.b64encode(b'["groq"]').decode(), "object"),
-    (provider_keys({"nosuchprovider": "k"}), "unknown provider"),
-    (base64.b64encode(b'{"groq": 42}').decode(), "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "header,problem",
+    [
+        ("%%%not-base64%%%", "not base64"),
+        (base64.b64encode(b"{not json").decode(), "JSON"),
+        (base64.b64encode(b'["groq"]').decode(), "object"),
+        (provider_keys({"nosuchprovider": "k"}), "unknown provider"),
+        (base64.b64encode(b'{"groq": 42}').decode(), "non-empty string"),
+    ],
+)
 def test_a_malformed_provider_keys_header_is_a_400_naming_it(world: World, header: str, problem: str) -> None:
     response = world.post({"model": "llama-3.3-70b", "messages": MESSAGES}, **{"X-Provider-Keys": header})
     assert response.status_code == 400
@@ -551,7 +660,9 @@ def test_a_malformed_provider_keys_header_is_a_400_naming_it(world: World, heade
     assert error["code"] == "invalid_provider_keys" and world.fake.order() == []
 
 
-def test_canary_keys_never_appear_in_logs_records_ledger_or_errors(world: World, caplog: pytest.LogCaptureFixture) -> None:
+def test_canary_keys_never_appear_in_logs_records_ledger_or_errors(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     headers = {"X-Provider-Keys": provider_keys({"deepinfra": CUSTOMER_CANARY})}
     bodies: list[str] = []
@@ -571,10 +682,20 @@ def test_canary_keys_never_appear_in_logs_records_ledger_or_errors(world: World,
     bodies.append(world.post({"model": "groq/llama-3.3-70b", "messages": MESSAGES}).text)
     world.fake.set("groq", status=500, error_message=f"crash with {PLATFORM_CANARY}")
     bodies.append(world.post({"model": "groq/llama-3.3-70b", "messages": MESSAGES}).text)
-    bodies.append(world.post({"model": "llama-3.3-70b", "messages": MESSAGES},
-                             **{"X-Provider-Keys": "x" + provider_keys({"groq": CUSTOMER_CANARY})}).text)
-    wait_until(lambda: not query(world, select(UsageRecord.id).where(
-        UsageRecord.id > after, UsageRecord.state == UsageState.PENDING)), what="the requests' records settle")
+    bodies.append(
+        world.post(
+            {"model": "llama-3.3-70b", "messages": MESSAGES},
+            **{"X-Provider-Keys": "x" + provider_keys({"groq": CUSTOMER_CANARY})},
+        ).text
+    )
+    wait_until(
+        lambda: (
+            not query(
+                world, select(UsageRecord.id).where(UsageRecord.id > after, UsageRecord.state == UsageState.PENDING)
+            )
+        ),
+        what="the requests' records settle",
+    )
     rows = query(world, select(UsageRecord)) + query(world, select(BalanceTransaction))
     dumped = " ".join(repr(vars(r[0])) for r in rows)
     everything = caplog.text + " ".join(bodies) + dumped + repr(world.gateway.config)
@@ -598,12 +719,16 @@ def test_error_statuses(world: World) -> None:
     assert broke.value.status_code == 402 and "balance" in broke.value.message
     with pytest.raises(openai.NotFoundError, match="model not found"):
         world.client().chat.completions.create(model="no-such-model", messages=MESSAGES)
-    for body, code in (({"messages": MESSAGES}, "missing_model"), ({"model": "llama-3.3-70b"}, "invalid_messages"),
-                       ({"model": "llama-3.3-70b", "messages": MESSAGES, "max_tokens": -1}, "invalid_request")):
+    for body, code in (
+        ({"messages": MESSAGES}, "missing_model"),
+        ({"model": "llama-3.3-70b"}, "invalid_messages"),
+        ({"model": "llama-3.3-70b", "messages": MESSAGES, "max_tokens": -1}, "invalid_request"),
+    ):
         response = world.post(body)
         assert response.status_code == 400 and response.json()["error"]["code"] == code
-    bad_json = httpx.post(f"{world.url}/v1/chat/completions", content=b"{nope",
-                          headers={"authorization": f"Bearer {world.dev}"})
+    bad_json = httpx.post(
+        f"{world.url}/v1/chat/completions", content=b"{nope", headers={"authorization": f"Bearer {world.dev}"}
+    )
     assert bad_json.status_code == 400 and set(bad_json.json()["error"]) >= {"message", "type", "code"}
     assert world.fake.order() == []
 
@@ -628,6 +753,7 @@ def test_the_quota_counts_routed_requests_only(world: World) -> None:
 def _new_key(world: World, name: str) -> tuple[str, str]:
     """A key created by another program (plain SQL through its own engine, no broker): this process
     finds it in the database on its first use."""
+
     async def main() -> tuple[str, str]:
         engine = create_engine(world.db)
         try:
@@ -644,9 +770,11 @@ def test_a_key_revoked_through_the_api_is_refused_on_its_next_request(world: Wor
     key_id, secret = _new_key(world, "temp")
     assert world.post({"model": "llama-3.3-70b", "messages": MESSAGES}, key=secret).status_code == 200
     assert world.post({"model": "llama-3.3-70b", "messages": MESSAGES}, key=secret).status_code == 200
-    revoked = httpx.post(f"{world.url}/graphql", json={"query": 'mutation ($id: ID!) { revokeApiKey(id: $id) { revoked } }',
-                                                       "variables": {"id": key_id}},
-                         headers={"authorization": f"Bearer {world.dev}"}).json()
+    revoked = httpx.post(
+        f"{world.url}/graphql",
+        json={"query": "mutation ($id: ID!) { revokeApiKey(id: $id) { revoked } }", "variables": {"id": key_id}},
+        headers={"authorization": f"Bearer {world.dev}"},
+    ).json()
     assert revoked["data"]["revokeApiKey"]["revoked"] is True
     refused = world.post({"model": "llama-3.3-70b", "messages": MESSAGES}, key=secret)
     assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
@@ -660,8 +788,9 @@ def test_a_key_revoked_elsewhere_is_refused_within_a_second(world: World) -> Non
         engine = create_engine(world.db)
         try:
             async with engine.begin() as connection:
-                await connection.execute(text("UPDATE api_keys SET revoked_at = created_at WHERE id = :id"),
-                                         {"id": key_id})
+                await connection.execute(
+                    text("UPDATE api_keys SET revoked_at = created_at WHERE id = :id"), {"id": key_id}
+                )
         finally:
             await engine.dispose()
 
@@ -693,8 +822,9 @@ def test_an_answer_without_usage_is_estimated_not_free(world: World) -> None:
 def test_the_balance_pays_platform_requests_exactly(world: World) -> None:
     listener = world.app.state.broker.listen(lambda e: isinstance(e, UsageRecorded | BalanceChanged))
     before, _ = balance(world, world.dev)
-    raw = world.client().chat.completions.with_raw_response.create(model="llama-3.3-70b", messages=MESSAGES,
-                                                                   max_tokens=100)
+    raw = world.client().chat.completions.with_raw_response.create(
+        model="llama-3.3-70b", messages=MESSAGES, max_tokens=100
+    )
     record = usage_for(world, raw.headers["x-request-id"])
     [(row,)] = query(world, select(BalanceTransaction).where(BalanceTransaction.usage_record_id == record.id))
     assert row.type == "usage" and row.amount == -record.cost
@@ -714,8 +844,11 @@ def test_routable_models(world: World) -> None:
     data = response.json()
     assert data["count"] == len(data["models"]) >= 4
     llama = next(m for m in data["models"] if m["slug"] == "llama-3.3-70b")
-    assert llama["providers"][0] == {"provider": "deepinfra", "model_id": "meta-llama/Llama-3.3-70B-Instruct",
-                                     "configured": True}
+    assert llama["providers"][0] == {
+        "provider": "deepinfra",
+        "model_id": "meta-llama/Llama-3.3-70B-Instruct",
+        "configured": True,
+    }
     mistral = next(m for m in data["models"] if m["slug"] == "mistral-large")
     assert mistral["providers"] == [{"provider": "mistral", "model_id": "mistral-large-latest", "configured": False}]
     assert httpx.get(f"{world.url}/api/v1/route/models").status_code == 402

@@ -28,8 +28,11 @@ from tests.fake_provider import FakeProvider, providers_toml
 
 REQUESTS, AFFORDABLE, MAX_TOKENS = 200, 100, 1000
 INPUT, OUTPUT = Decimal("1.0"), Decimal("2.0")
-BODY = {"model": "llama-3.3-70b", "messages": [{"role": "user", "content": "Count to three."}],
-        "max_tokens": MAX_TOKENS}
+BODY = {
+    "model": "llama-3.3-70b",
+    "messages": [{"role": "user", "content": "Count to three."}],
+    "max_tokens": MAX_TOKENS,
+}
 
 
 def one_cost() -> Decimal:
@@ -40,8 +43,10 @@ async def prepare(url: URL) -> tuple[int, str]:
     engine = create_engine(url)
     try:
         async with sessionmaker(engine)() as session, session.begin():
-            await record_prices(session, [Observation("llama-3.3-70b", "groq", INPUT, OUTPUT,
-                                                      provider_model_id="llama-3.3-70b-versatile")])
+            await record_prices(
+                session,
+                [Observation("llama-3.3-70b", "groq", INPUT, OUTPUT, provider_model_id="llama-3.3-70b-versatile")],
+            )
             account, issued = await accounts.create_account(session, Plan.DEVELOPER, one_cost() * AFFORDABLE)
         return account.id, issued.secret
     finally:
@@ -51,11 +56,16 @@ async def prepare(url: URL) -> tuple[int, str]:
 async def burst(bases: list[str], key: str) -> list[int]:
     limits = httpx.Limits(max_connections=REQUESTS, max_keepalive_connections=REQUESTS)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        responses = await asyncio.gather(*(
-            client.post(f"{bases[i % len(bases)]}/v1/chat/completions", json=BODY,
-                        headers={"authorization": f"Bearer {key}"})
-            for i in range(REQUESTS)
-        ))
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"{bases[i % len(bases)]}/v1/chat/completions",
+                    json=BODY,
+                    headers={"authorization": f"Bearer {key}"},
+                )
+                for i in range(REQUESTS)
+            )
+        )
     return [r.status_code for r in responses]
 
 
@@ -67,8 +77,11 @@ async def settled(url: URL, account_id: int, timeout: float = 20.0) -> dict[str,
             async with sessionmaker(engine)() as session:
                 account = await session.get(Account, account_id)
                 records = (await session.execute(select(func.count()).select_from(UsageRecord))).scalar_one()
-                charges = (await session.execute(select(func.count()).select_from(BalanceTransaction).where(
-                    BalanceTransaction.type == "usage"))).scalar_one()
+                charges = (
+                    await session.execute(
+                        select(func.count()).select_from(BalanceTransaction).where(BalanceTransaction.type == "usage")
+                    )
+                ).scalar_one()
             assert account is not None
             state = {"balance": account.balance, "held": account.held, "records": records, "charges": charges}
             if (records >= AFFORDABLE and account.held == 0) or time.monotonic() > deadline:

@@ -40,8 +40,9 @@ _addresses = itertools.count(1)
 def base_url(databases_by_backend: dict[str, Databases]) -> Iterator[str]:
     backend = "postgresql" if pg_server_url() else "sqlite"
     url = asyncio.run(databases_by_backend[backend].migrated(seeded=True))
-    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
-                              operator=OperatorToken(ADMIN_TOKEN)))
+    app = create_app(
+        Settings(database_url=url, migrate_on_start=False, seed_on_start=False, operator=OperatorToken(ADMIN_TOKEN))
+    )
     with LiveServer(app) as server:
         yield server.url
 
@@ -152,8 +153,9 @@ def account(admin: Caller) -> Any:
     def make(plan: str, name: str = "") -> Account:
         created = admin.data(CREATE_ACCOUNT, plan=plan, name=name)["createAccount"]
         assert created["account"]["plan"] == plan
-        return Account(created["account"]["id"], created["key"]["id"], created["secret"],
-                       admin.keyed(created["secret"]))
+        return Account(
+            created["account"]["id"], created["key"]["id"], created["secret"], admin.keyed(created["secret"])
+        )
 
     return make
 
@@ -201,12 +203,15 @@ def test_models_are_ordered_by_slug_and_paginate(anon: Caller, all_models: list[
     assert anon.data("query ($o: Int!) { models(offset: $o) { slug } }", o=len(slugs))["models"] == []
 
 
-@pytest.mark.parametrize(("arguments", "field", "message"), [
-    ("first: 0", "first", "first: must be from 1 to 1000, got 0"),
-    ("first: 1001", "first", "first: must be from 1 to 1000, got 1001"),
-    ("first: -3", "first", "first: must be from 1 to 1000, got -3"),
-    ("offset: -1", "offset", "offset: must not be negative, got -1"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "field", "message"),
+    [
+        ("first: 0", "first", "first: must be from 1 to 1000, got 0"),
+        ("first: 1001", "first", "first: must be from 1 to 1000, got 1001"),
+        ("first: -3", "first", "first: must be from 1 to 1000, got -3"),
+        ("offset: -1", "offset", "offset: must not be negative, got -1"),
+    ],
+)
 def test_models_bad_page_arguments_are_bad_user_input(anon: Caller, arguments: str, field: str, message: str) -> None:
     error = anon.error(f"{{ models({arguments}) {{ slug }} }}")
     assert code(error) == "BAD_USER_INPUT"
@@ -285,7 +290,9 @@ def test_model_cheapest_and_provider_count_agree_with_prices(anon: Caller, slug:
     model = anon.data(
         """query ($s: String!) { model(slug: $s) {
              providerCount cheapest { id blendedPer1m provider { slug } }
-             prices { id blendedPer1m } offers { id } } }""", s=slug)["model"]
+             prices { id blendedPer1m } offers { id } } }""",
+        s=slug,
+    )["model"]
     prices = anon.data(PRICES, m=slug)["prices"]
     assert len(prices) > 3
     for price in prices:
@@ -305,7 +312,9 @@ def test_model_cheapest_and_provider_count_agree_with_prices(anon: Caller, slug:
 def test_prices_of_a_model_at_a_provider_sorted_by_blended(anon: Caller) -> None:
     prices = anon.data(PRICES, m="deepseek-v3", p="novita")["prices"]
     assert [(p["variant"], p["blendedPer1m"]) for p in prices] == [
-        ("turbo", "0.85"), ("", "0.89"), ("community", "0.89"),
+        ("turbo", "0.85"),
+        ("", "0.89"),
+        ("community", "0.89"),
     ]
     assert int(prices[1]["id"]) < int(prices[2]["id"])  # a tie goes to the older offer
     assert all(p["model"]["slug"] == "deepseek-v3" and p["provider"]["slug"] == "novita" for p in prices)
@@ -318,10 +327,13 @@ def test_prices_of_a_model_at_a_provider_sorted_by_blended(anon: Caller) -> None
     assert keys == sorted(keys)
 
 
-@pytest.mark.parametrize(("variables", "message"), [
-    ({"m": "no-such-model-9000"}, "model not found: no-such-model-9000"),
-    ({"m": "llama-3.3-70b", "p": "no-such-provider"}, "provider not found: no-such-provider"),
-])
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"m": "no-such-model-9000"}, "model not found: no-such-model-9000"),
+        ({"m": "llama-3.3-70b", "p": "no-such-provider"}, "provider not found: no-such-provider"),
+    ],
+)
 def test_prices_of_unknown_names_are_not_found(anon: Caller, variables: dict[str, str], message: str) -> None:
     error = anon.error(PRICES, **variables)
     assert code(error) == "NOT_FOUND" and error["message"] == message and error["path"] == ["prices"]
@@ -370,8 +382,9 @@ query ($m: String!, $p: String!, $d: Int! = 30, $i: CandleInterval! = DAY, $v: S
 
 def test_keyless_candles_are_payment_required(anon: Caller) -> None:
     provider, _ = _pair(anon, "llama-3.3-70b")
-    body = anon.body('query ($p: String!) { providers { slug } candles(model: "llama-3.3-70b", provider: $p) '
-                     "{ close } }", p=provider)
+    body = anon.body(
+        'query ($p: String!) { providers { slug } candles(model: "llama-3.3-70b", provider: $p) { close } }', p=provider
+    )
     assert [(code(e), e["path"], e["message"]) for e in body["errors"]] == [
         ("PAYMENT_REQUIRED", ["candles"], "history requires the developer plan or higher"),
     ]
@@ -381,8 +394,9 @@ def test_keyless_candles_are_payment_required(anon: Caller) -> None:
 
 def test_keyless_plan_refusal_keeps_the_rest_of_the_query(anon: Caller) -> None:
     provider, _ = _pair(anon, "llama-3.3-70b")
-    body = anon.body('query ($p: String!) { providers { slug } candles(model: "llama-3.3-70b", provider: $p) '
-                     "{ close } }", p=provider)
+    body = anon.body(
+        'query ($p: String!) { providers { slug } candles(model: "llama-3.3-70b", provider: $p) { close } }', p=provider
+    )
     assert [code(e) for e in body["errors"]] == ["PAYMENT_REQUIRED"]
     assert body["data"] is not None and "groq" in {p["slug"] for p in body["data"]["providers"]}
 
@@ -489,8 +503,10 @@ def test_record_prices_is_for_operators_only(anon: Caller, account: Any) -> None
         error = caller.error(RECORD, prices=observation)
         assert code(error) == "FORBIDDEN" and error["path"] == ["recordPrices"]
         assert error["message"] == "operators only: send Authorization: Bearer <ADMIN_TOKEN>"
-    for mutation in ('mutation { createAccount(plan: TEAM) { secret } }',
-                     'mutation { setPlan(accountId: "1", plan: ENTERPRISE) { plan } }'):
+    for mutation in (
+        "mutation { createAccount(plan: TEAM) { secret } }",
+        'mutation { setPlan(accountId: "1", plan: ENTERPRISE) { plan } }',
+    ):
         assert code(account("DEVELOPER").caller.error(mutation)) == "FORBIDDEN"
     assert anon.data(PRICES, m="mixtral-8x7b", p="ovhcloud")["prices"] == before
 
@@ -536,16 +552,26 @@ def test_record_a_new_variant_creates_an_offer(anon: Caller, admin: Caller) -> N
     assert model["cheapest"] == {"variant": "pg-new", "provider": {"slug": "perplexity"}}
 
 
-@pytest.mark.parametrize(("observation", "message"), [
-    (_observation("mixtral-8x7b", "together", "-0.5", "1"),
-     "prices[0].inputPer1m: must be a non-negative number, got -0.5"),
-    (_observation("mixtral-8x7b", "together", "1", "-1"),
-     "prices[0].outputPer1m: must be a non-negative number, got -1"),
-    (_observation("mixtral-8x7b", "no-such-provider", "1", "1"),
-     "prices[0].provider: unknown provider 'no-such-provider'"),
-])
-def test_record_bad_observations_are_bad_user_input(anon: Caller, admin: Caller, observation: dict[str, str],
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("observation", "message"),
+    [
+        (
+            _observation("mixtral-8x7b", "together", "-0.5", "1"),
+            "prices[0].inputPer1m: must be a non-negative number, got -0.5",
+        ),
+        (
+            _observation("mixtral-8x7b", "together", "1", "-1"),
+            "prices[0].outputPer1m: must be a non-negative number, got -1",
+        ),
+        (
+            _observation("mixtral-8x7b", "no-such-provider", "1", "1"),
+            "prices[0].provider: unknown provider 'no-such-provider'",
+        ),
+    ],
+)
+def test_record_bad_observations_are_bad_user_input(
+    anon: Caller, admin: Caller, observation: dict[str, str], message: str
+) -> None:
     before = anon.data(PRICES, m="mixtral-8x7b")["prices"]
     error = admin.error(RECORD, prices=[observation])
     assert (code(error), error["message"], error["path"]) == ("BAD_USER_INPUT", message, ["recordPrices"])
@@ -555,8 +581,7 @@ def test_record_bad_observations_are_bad_user_input(anon: Caller, admin: Caller,
 def test_record_refuses_an_empty_batch_and_a_naive_time(admin: Caller) -> None:
     error = admin.error(RECORD, prices=[])
     assert (code(error), error["message"]) == ("BAD_USER_INPUT", "prices: give 1 to 1000 observations, got 0")
-    error = admin.error(RECORD, prices=[_observation("mixtral-8x7b", "together", "1", "1")],
-                        at="2026-01-02T03:04:05")
+    error = admin.error(RECORD, prices=[_observation("mixtral-8x7b", "together", "1", "1")], at="2026-01-02T03:04:05")
     assert code(error) == "BAD_USER_INPUT" and error["message"].startswith("observedAt: give a time zone")
 
 
@@ -564,14 +589,19 @@ def test_recorded_history_makes_daily_candles(anon: Caller, admin: Caller, accou
     now = datetime.now(UTC)
     first, second = ("0.10", "0.30"), ("0.12", "0.44")  # blended 0.2, then 0.28
     for (input_, output), ago in ((first, 3), (second, 1)):
-        admin.data(RECORD, prices=[_observation("mistral-7b", "perplexity", input_, output, variant="history")],
-                   at=(now - timedelta(days=ago)).isoformat())
+        admin.data(
+            RECORD,
+            prices=[_observation("mistral-7b", "perplexity", input_, output, variant="history")],
+            at=(now - timedelta(days=ago)).isoformat(),
+        )
     dev = account("DEVELOPER").caller
     candles = dev.data(CANDLES, m="mistral-7b", p="perplexity", d=7, v="history")["candles"]
     a, b = D("0.2"), D("0.28")
     day = [(now - timedelta(days=n)).strftime("%Y-%m-%d") for n in (3, 2, 1, 0)]
-    assert [(c["date"], D(c["open"]), D(c["high"]), D(c["low"]), D(c["close"]), D(c["changePct"]), c["ticks"])
-            for c in candles] == [
+    assert [
+        (c["date"], D(c["open"]), D(c["high"]), D(c["low"]), D(c["close"]), D(c["changePct"]), c["ticks"])
+        for c in candles
+    ] == [
         (day[0], a, a, a, a, D(0), 1),  # the offer's first tick: no candle before it
         (day[1], a, a, a, a, D(0), 0),  # no tick: the close carries forward
         (day[2], a, b, a, b, expected_pct(b, a), 1),  # the step
@@ -584,8 +614,11 @@ def test_recorded_history_makes_daily_candles(anon: Caller, admin: Caller, accou
 def test_a_backdated_observation_keeps_candles_and_current_price_consistent(
     anon: Caller, admin: Caller, account: Any
 ) -> None:
-    admin.data(RECORD, prices=[_observation("gemma-2-9b", "fireworks", "0.3", "0.5")],
-               at=(datetime.now(UTC) - timedelta(days=2)).isoformat())
+    admin.data(
+        RECORD,
+        prices=[_observation("gemma-2-9b", "fireworks", "0.3", "0.5")],
+        at=(datetime.now(UTC) - timedelta(days=2)).isoformat(),
+    )
     [price] = anon.data(PRICES, m="gemma-2-9b", p="fireworks")["prices"]
     candles = account("DEVELOPER").caller.data(CANDLES, m="gemma-2-9b", p="fireworks", d=7)["candles"]
     assert D(candles[-1]["close"]) == blended(price)
@@ -594,7 +627,7 @@ def test_a_backdated_observation_keeps_candles_and_current_price_consistent(
 def test_set_plan_upgrades_a_developer_to_team(admin: Caller, account: Any) -> None:
     dev = account("DEVELOPER")
     assert code(dev.caller.error(COMPARE, models=["llama-3.3-70b"])) == "PAYMENT_REQUIRED"
-    upgraded = admin.data('mutation ($id: ID!) { setPlan(accountId: $id, plan: TEAM) { id plan } }', id=dev.id)
+    upgraded = admin.data("mutation ($id: ID!) { setPlan(accountId: $id, plan: TEAM) { id plan } }", id=dev.id)
     assert upgraded == {"setPlan": {"id": dev.id, "plan": "TEAM"}}
     assert dev.caller.data("{ me { id plan } }") == {"me": {"id": dev.id, "plan": "TEAM"}}
     assert len(dev.caller.data(COMPARE, models=["llama-3.3-70b"])["compare"]) == 1
@@ -606,7 +639,7 @@ def test_set_plan_upgrades_a_developer_to_team(admin: Caller, account: Any) -> N
 
 
 def test_create_account_validates_its_arguments(admin: Caller) -> None:
-    inline = admin.error('mutation { createAccount(plan: GOLD) { secret } }')
+    inline = admin.error("mutation { createAccount(plan: GOLD) { secret } }")
     assert code(inline) == "GRAPHQL_VALIDATION_FAILED"
     assert inline["message"] == "Value 'GOLD' does not exist in 'Plan' enum."
     variable = admin.error(CREATE_ACCOUNT, plan="gold")  # refused, nothing created
@@ -665,14 +698,17 @@ def test_api_keys_lifecycle(account: Any) -> None:
     listing = second.post(KEYS)
     assert secret not in listing.text and owner.secret not in listing.text
     keys = listing.json()["data"]["apiKeys"]
-    assert [(k["id"], k["name"], k["revoked"]) for k in keys] == [(owner.key_id, "default", False),
-                                                                   (key["id"], "ci", False)]
+    assert [(k["id"], k["name"], k["revoked"]) for k in keys] == [
+        (owner.key_id, "default", False),
+        (key["id"], "ci", False),
+    ]
     assert keys[1]["prefix"] == key["prefix"] and owner.secret.startswith(keys[0]["prefix"])
     fields = second.data('{ __type(name: "ApiKey") { fields { name } } }')["__type"]["fields"]
     assert "secret" not in {f["name"] for f in fields}
 
-    revoked = owner.caller.data("mutation ($id: ID!) { revokeApiKey(id: $id) { id revoked revokedAt } }",
-                                id=key["id"])["revokeApiKey"]
+    revoked = owner.caller.data("mutation ($id: ID!) { revokeApiKey(id: $id) { id revoked revokedAt } }", id=key["id"])[
+        "revokeApiKey"
+    ]
     assert revoked["id"] == key["id"] and revoked["revoked"] is True and revoked["revokedAt"]
     error = second.error("{ me { id } }")
     assert (code(error), error["message"]) == ("UNAUTHENTICATED", "invalid or revoked API key")
@@ -753,8 +789,9 @@ def test_malformed_requests_are_client_errors(anon: Caller) -> None:
     assert anon.send(content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
     assert anon.send(json={"query": 42}).status_code == 400
     assert anon.send(json={"query": "{ __typename }", "variables": [1]}).status_code == 400
-    get = anon.http.get(f"{anon.base}/graphql", params={"query": 'mutation { createApiKey { secret } }'},
-                        headers=anon.headers())
+    get = anon.http.get(
+        f"{anon.base}/graphql", params={"query": "mutation { createApiKey { secret } }"}, headers=anon.headers()
+    )
     assert get.status_code == 400 and "mutations are not allowed when using GET" in get.text
 
 
@@ -797,10 +834,14 @@ def test_concurrent_keyless_requests_admit_exactly_the_quota(base_url: str) -> N
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*[
-                client.post(f"{base_url}/graphql", json={"query": "{ __typename }"}, headers={"X-Forwarded-For": ip})
-                for _ in range(110)
-            ])
+            return await asyncio.gather(
+                *[
+                    client.post(
+                        f"{base_url}/graphql", json={"query": "{ __typename }"}, headers={"X-Forwarded-For": ip}
+                    )
+                    for _ in range(110)
+                ]
+            )
 
     responses = asyncio.run(burst())
     assert sorted(r.status_code for r in responses) == [200] * 100 + [429] * 10
@@ -833,7 +874,7 @@ def test_remaining_goes_down_per_operation_whatever_it_answers(anon: Caller, acc
 
 
 def test_a_repeated_catalog_query_is_answered_from_the_cache_until_a_price_moves(anon: Caller, admin: Caller) -> None:
-    query = 'query ($m: String!) { model(slug: $m) { slug prices { provider { slug } inputPer1m } } }'
+    query = "query ($m: String!) { model(slug: $m) { slug prices { provider { slug } inputPer1m } } }"
     first, second = anon.post(query, m="gemma-2-9b"), anon.post(query, m="gemma-2-9b")
     assert "x-cache" not in first.headers and second.headers["x-cache"] == "hit"
     assert first.json() == second.json()

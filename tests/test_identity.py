@@ -136,7 +136,10 @@ CASES: list[tuple[str, str, str, str]] = [
 
 # Pairs that must stay different models.
 NOT_SAME: list[tuple[tuple[str, str], tuple[str, str]]] = [
-    (("together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"), ("together", "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo")),
+    (
+        ("together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"),
+        ("together", "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"),
+    ),
     (("deepinfra", "meta-llama/Meta-Llama-3.1-70B-Instruct"), ("deepinfra", "meta-llama/Llama-3.3-70B-Instruct")),
     (("groq", "llama3-70b-8192"), ("groq", "llama-3.1-70b-versatile")),
     (("deepinfra", "deepseek-ai/DeepSeek-V3"), ("deepinfra", "deepseek-ai/DeepSeek-V3.1")),
@@ -144,14 +147,29 @@ NOT_SAME: list[tuple[tuple[str, str], tuple[str, str]]] = [
     (("deepinfra", "deepseek-ai/DeepSeek-V3"), ("deepinfra", "deepseek-ai/DeepSeek-R1")),
     (("deepinfra", "deepseek-ai/DeepSeek-V3"), ("deepinfra", "deepseek-ai/DeepSeek-V3-0324")),
     (("deepinfra", "deepseek-ai/DeepSeek-R1"), ("deepinfra", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B")),
-    (("fireworks", "accounts/fireworks/models/deepseek-v3p1"), ("fireworks", "accounts/fireworks/models/deepseek-v3p1-terminus")),
+    (
+        ("fireworks", "accounts/fireworks/models/deepseek-v3p1"),
+        ("fireworks", "accounts/fireworks/models/deepseek-v3p1-terminus"),
+    ),
     (("openai", "gpt-4o"), ("openai", "gpt-4o-mini")),
     (("openai", "gpt-4o"), ("openai", "gpt-4o-2024-05-13")),
     (("deepinfra", "meta-llama/Meta-Llama-3.1-70B-Instruct"), ("deepinfra", "nvidia/Llama-3.1-Nemotron-70B-Instruct")),
-    (("fireworks", "accounts/fireworks/models/dobby-unhinged-llama-3-3-70b-new"), ("fireworks", "accounts/fireworks/models/llama-v3p3-70b-instruct")),
-    (("fireworks", "accounts/fireworks/models/llama-v2-70b"), ("fireworks", "accounts/fireworks/models/llama-v2-70b-chat")),
-    (("fireworks", "accounts/fireworks/models/qwen3-235b-a22b"), ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-instruct-2507")),
-    (("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-instruct-2507"), ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-thinking-2507")),
+    (
+        ("fireworks", "accounts/fireworks/models/dobby-unhinged-llama-3-3-70b-new"),
+        ("fireworks", "accounts/fireworks/models/llama-v3p3-70b-instruct"),
+    ),
+    (
+        ("fireworks", "accounts/fireworks/models/llama-v2-70b"),
+        ("fireworks", "accounts/fireworks/models/llama-v2-70b-chat"),
+    ),
+    (
+        ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b"),
+        ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-instruct-2507"),
+    ),
+    (
+        ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-instruct-2507"),
+        ("fireworks", "accounts/fireworks/models/qwen3-235b-a22b-thinking-2507"),
+    ),
     (("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-sonnet-4-6")),
     (("anthropic", "claude-3-5-sonnet-20241022"), ("anthropic", "claude-3-7-sonnet-20250219")),
     (("deepseek", "deepseek-chat"), ("deepseek", "deepseek-v3")),
@@ -224,12 +242,18 @@ def test_identity_metadata() -> None:
     llama = resolve("groq", "llama-3.3-70b-versatile")
     assert llama is not None
     assert (llama.display_name, llama.family, llama.params_b, llama.is_benchmark) == (
-        "Llama 3.3 70B", "llama", Decimal(70), True,
+        "Llama 3.3 70B",
+        "llama",
+        Decimal(70),
+        True,
     )
     deepseek = resolve("together", "deepseek-ai/DeepSeek-V3")
     assert deepseek is not None
     assert (deepseek.display_name, deepseek.family, deepseek.params_b, deepseek.is_benchmark) == (
-        "DeepSeek V3", "deepseek", Decimal(671), True,
+        "DeepSeek V3",
+        "deepseek",
+        Decimal(671),
+        True,
     )
     mini = resolve("openai", "gpt-4o-mini")
     assert mini is not None and (mini.display_name, mini.family) == ("GPT-4o mini", "gpt")

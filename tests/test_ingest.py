@@ -14,14 +14,35 @@ from datasources.db.models import Model, Offer, OfferStatus, PriceTick, Provider
 
 LLAMA = ModelIdentity("llama-3.3-70b", "Llama 3.3 70B", "llama", Decimal(70), True)
 GROQ = OfferEntry(
-    provider="groq", model=LLAMA, variant="", provider_model_id="llama-3.3-70b-versatile",
-    input_per_1m=Decimal("0.59"), output_per_1m=Decimal("0.79"), context_window=131072,
-    max_output_tokens=32768, supports_vision=False, supports_tools=True, source_key="groq/llama-3.3-70b-versatile",
+    provider="groq",
+    model=LLAMA,
+    variant="",
+    provider_model_id="llama-3.3-70b-versatile",
+    input_per_1m=Decimal("0.59"),
+    output_per_1m=Decimal("0.79"),
+    context_window=131072,
+    max_output_tokens=32768,
+    supports_vision=False,
+    supports_tools=True,
+    source_key="groq/llama-3.3-70b-versatile",
 )
-TURBO = replace(GROQ, provider="deepinfra", variant="turbo", provider_model_id="meta-llama/Llama-3.3-70B-Instruct-Turbo",
-                input_per_1m=Decimal("0.1"), output_per_1m=Decimal("0.32"), source_key="x")
-PLAIN = replace(TURBO, variant="", provider_model_id="meta-llama/Llama-3.3-70B-Instruct",
-                input_per_1m=Decimal("0.23"), output_per_1m=Decimal("0.4"), context_window=200000)
+TURBO = replace(
+    GROQ,
+    provider="deepinfra",
+    variant="turbo",
+    provider_model_id="meta-llama/Llama-3.3-70B-Instruct-Turbo",
+    input_per_1m=Decimal("0.1"),
+    output_per_1m=Decimal("0.32"),
+    source_key="x",
+)
+PLAIN = replace(
+    TURBO,
+    variant="",
+    provider_model_id="meta-llama/Llama-3.3-70B-Instruct",
+    input_per_1m=Decimal("0.23"),
+    output_per_1m=Decimal("0.4"),
+    context_window=200000,
+)
 
 
 async def _apply(sessions: async_sessionmaker[AsyncSession], entries, **kw):  # type: ignore[no-untyped-def]
@@ -39,10 +60,13 @@ async def test_first_import_creates_offers_and_one_tick_each(sessions) -> None: 
     assert (result.providers_created, result.models_created, result.offers_created) == (2, 1, 3)
     assert len(result.ticks) == 3
     async with sessions() as session:
-        offers = (await session.execute(
-            select(Provider.slug, Offer.variant, Offer.input_per_1m, Offer.output_per_1m, Offer.status)
-            .join(Provider).order_by(Provider.slug, Offer.variant)
-        )).all()
+        offers = (
+            await session.execute(
+                select(Provider.slug, Offer.variant, Offer.input_per_1m, Offer.output_per_1m, Offer.status)
+                .join(Provider)
+                .order_by(Provider.slug, Offer.variant)
+            )
+        ).all()
         model = (await session.execute(select(Model))).scalar_one()
     assert offers == [
         ("deepinfra", "", Decimal("0.23"), Decimal("0.4"), OfferStatus.LIVE),
@@ -74,12 +98,21 @@ async def test_a_changed_price_is_one_new_tick(sessions) -> None:  # type: ignor
     assert len(result.ticks) == 1
     tick = result.ticks[0]
     assert (tick.provider, tick.model, tick.input_per_1m, tick.previous_input_per_1m) == (
-        "groq", "llama-3.3-70b", Decimal("0.5"), Decimal("0.59"))
+        "groq",
+        "llama-3.3-70b",
+        Decimal("0.5"),
+        Decimal("0.59"),
+    )
     async with sessions() as session:
-        ticks = (await session.execute(
-            select(PriceTick.input_per_1m, PriceTick.output_per_1m, PriceTick.observed_at)
-            .join(Offer).join(Provider).where(Provider.slug == "groq").order_by(PriceTick.id)
-        )).all()
+        ticks = (
+            await session.execute(
+                select(PriceTick.input_per_1m, PriceTick.output_per_1m, PriceTick.observed_at)
+                .join(Offer)
+                .join(Provider)
+                .where(Provider.slug == "groq")
+                .order_by(PriceTick.id)
+            )
+        ).all()
         offer = (await session.execute(select(Offer).join(Provider).where(Provider.slug == "groq"))).scalar_one()
     assert ticks == [
         (Decimal("0.59"), Decimal("0.79"), t0),

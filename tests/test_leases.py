@@ -90,16 +90,34 @@ async def _ledger(url: URL, account_id: int) -> dict[str, Any]:
         async with sessionmaker(engine)() as session:
             account = await session.get(Account, account_id)
             assert account is not None
-            total = (await session.execute(select(func.coalesce(func.sum(BalanceTransaction.amount), 0))
-                                           .where(BalanceTransaction.account_id == account_id))).scalar_one()
-            leases = (await session.execute(select(func.count()).select_from(CreditLease)
-                                            .where(CreditLease.account_id == account_id))).scalar_one()
+            total = (
+                await session.execute(
+                    select(func.coalesce(func.sum(BalanceTransaction.amount), 0)).where(
+                        BalanceTransaction.account_id == account_id
+                    )
+                )
+            ).scalar_one()
+            leases = (
+                await session.execute(
+                    select(func.count()).select_from(CreditLease).where(CreditLease.account_id == account_id)
+                )
+            ).scalar_one()
             records = (await session.execute(select(UsageRecord).where(UsageRecord.account_id == account_id))).scalars()
-            charges = (await session.execute(select(BalanceTransaction.usage_record_id, BalanceTransaction.amount)
-                                             .where(BalanceTransaction.account_id == account_id,
-                                                    BalanceTransaction.type == "usage"))).all()
-            return {"balance": account.balance, "held": account.held, "ledger": D(total), "leases": leases,
-                    "records": {r.request_id: r for r in records}, "charges": dict(charges)}
+            charges = (
+                await session.execute(
+                    select(BalanceTransaction.usage_record_id, BalanceTransaction.amount).where(
+                        BalanceTransaction.account_id == account_id, BalanceTransaction.type == "usage"
+                    )
+                )
+            ).all()
+            return {
+                "balance": account.balance,
+                "held": account.held,
+                "ledger": D(total),
+                "leases": leases,
+                "records": {r.request_id: r for r in records},
+                "charges": dict(charges),
+            }
     finally:
         await engine.dispose()
 
@@ -125,14 +143,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("leases")
     databases = Databases("postgresql" if pg_server_url() else "sqlite", tmp)
     url = run(databases.migrated())
-    credits = {"reader": D(50), "ten": most(CHEAP) * 10, "cheap_only": most(CHEAP) * D("1.5"),
-               "both": most(DEAR) * 2}
+    credits = {"reader": D(50), "ten": most(CHEAP) * 10, "cheap_only": most(CHEAP) * D("1.5"), "both": most(DEAR) * 2}
     made = run(_prepare(url, credits))
     try:
         with FakeProvider() as fake:
             path = tmp / "providers.toml"
-            path.write_text(providers_toml(fake.url, {"groq": "gsk-platform", "together": "tk-platform"},
-                                           {"first_byte_timeout": 10.0}))
+            path.write_text(
+                providers_toml(
+                    fake.url, {"groq": "gsk-platform", "together": "tk-platform"}, {"first_byte_timeout": 10.0}
+                )
+            )
             app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False))
             install(app, GatewayConfig.from_file(path))
             with LiveServer(app) as server:
@@ -160,8 +180,11 @@ def test_reads_right_after_an_answer_see_its_charge(gateway: Gateway) -> None:
     row = gateway.get("/v1/billing/history", "reader")["data"][0]
     assert row["type"] == "usage" and row["metadata"]["request_id"] == request_id
     assert D(str(row["amount"])) == -cost and D(str(row["balance_after"])) == before - cost
-    graphql = httpx.post(gateway.url + "/graphql", json={"query": "{ balance { balance held } }"},
-                         headers={"authorization": f"Bearer {gateway.accounts['reader'][1]}"}).json()
+    graphql = httpx.post(
+        gateway.url + "/graphql",
+        json={"query": "{ balance { balance held } }"},
+        headers={"authorization": f"Bearer {gateway.accounts['reader'][1]}"},
+    ).json()
     assert D(graphql["data"]["balance"]["balance"]) == before - cost
 
 
@@ -172,10 +195,14 @@ def test_holds_are_taken_at_the_provider_tried_not_the_dearest(gateway: Gateway)
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=30) as client:
-            responses = await asyncio.gather(*(
-                client.post(gateway.url + "/v1/chat/completions", json=BODY, headers={"authorization": f"Bearer {key}"})
-                for _ in range(12)
-            ))
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        gateway.url + "/v1/chat/completions", json=BODY, headers={"authorization": f"Bearer {key}"}
+                    )
+                    for _ in range(12)
+                )
+            )
         return [r.status_code for r in responses]
 
     statuses = run(burst())
@@ -217,14 +244,34 @@ async def _dead_instance(url: URL, account_id: int, leased: Decimal, pending: De
         async with sessionmaker(engine)() as session, session.begin():
             await session.execute(insert(ServerInstance).values(id="inst_dead", started_at=past, expires_at=past))
             await session.execute(update(Account).where(Account.id == account_id).values(held=Account.held + leased))
-            lease_id = (await session.execute(insert(CreditLease).values(
-                account_id=account_id, instance_id="inst_dead", amount=leased, expires_at=past, created_at=past,
-            ).returning(CreditLease.id))).scalar_one()
-            await session.execute(insert(UsageRecord).values(
-                account_id=account_id, model_slug="llama-3.3-70b", provider_slug="groq", endpoint="/v1/chat/completions",
-                status=0, request_id="req_left_behind", state=UsageState.PENDING, held=pending, lease_id=lease_id,
-                instance_id="inst_dead", created_at=past,
-            ))
+            lease_id = (
+                await session.execute(
+                    insert(CreditLease)
+                    .values(
+                        account_id=account_id,
+                        instance_id="inst_dead",
+                        amount=leased,
+                        expires_at=past,
+                        created_at=past,
+                    )
+                    .returning(CreditLease.id)
+                )
+            ).scalar_one()
+            await session.execute(
+                insert(UsageRecord).values(
+                    account_id=account_id,
+                    model_slug="llama-3.3-70b",
+                    provider_slug="groq",
+                    endpoint="/v1/chat/completions",
+                    status=0,
+                    request_id="req_left_behind",
+                    state=UsageState.PENDING,
+                    held=pending,
+                    lease_id=lease_id,
+                    instance_id="inst_dead",
+                    created_at=past,
+                )
+            )
         return "req_left_behind"
     finally:
         await engine.dispose()
@@ -248,10 +295,21 @@ def test_the_sweeper_settles_what_a_dead_instance_left(gateway: Gateway) -> None
 
 
 def _start(url: URL, providers: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False), "PORT": str(port),
-           "PROVIDERS_FILE": str(providers), "LEASE_TTL": "2", "LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "PORT": str(port),
+        "PROVIDERS_FILE": str(providers),
+        "LEASE_TTL": "2",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py")],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server exited"
@@ -266,7 +324,7 @@ def _start(url: URL, providers: Path, workdir: Path, port: int) -> subprocess.Po
 def test_a_server_killed_under_load_loses_no_answered_request(tmp_path: Path) -> None:
     databases = Databases("postgresql" if pg_server_url() else "sqlite", tmp_path)
     url = run(databases.migrated(seeded=True))
-    (account_id, key), = run(_prepare(url, {"load": D(1000)})).values()
+    ((account_id, key),) = run(_prepare(url, {"load": D(1000)})).values()
     answered: list[str] = []
     try:
         with FakeProvider() as fake:
@@ -278,11 +336,15 @@ def test_a_server_killed_under_load_loses_no_answered_request(tmp_path: Path) ->
 
             async def load(stop_at: float) -> None:
                 async with httpx.AsyncClient(timeout=10) as client:
+
                     async def worker() -> None:
                         while time.monotonic() < stop_at + 1:
                             try:
-                                response = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions",
-                                                             json=BODY, headers={"authorization": f"Bearer {key}"})
+                                response = await client.post(
+                                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                                    json=BODY,
+                                    headers={"authorization": f"Bearer {key}"},
+                                )
                             except httpx.TransportError:
                                 return  # the server is gone
                             if response.status_code == 200:

@@ -96,8 +96,11 @@ async def test_holds_reserve_and_settlements_charge_the_real_cost(sessions) -> N
     assert (settled.charged, settled.unbilled, settled.balance) == (Decimal("0.25"), 0, Decimal("0.75"))
     async with sessions() as session:
         account = await session.get(Account, account_id)
-        rows = (await session.execute(select(BalanceTransaction.type, BalanceTransaction.amount)
-                                      .order_by(BalanceTransaction.id))).all()
+        rows = (
+            await session.execute(
+                select(BalanceTransaction.type, BalanceTransaction.amount).order_by(BalanceTransaction.id)
+            )
+        ).all()
     assert account is not None and (account.balance, account.held) == (Decimal("0.75"), 0)
     assert rows == [("credit", Decimal("1")), ("usage", Decimal("-0.25"))]
 
@@ -136,8 +139,11 @@ async def test_concurrent_holds_and_settlements_balance_exactly(sessions) -> Non
     assert sum(results) == 15
     async with sessions() as session:
         account = await session.get(Account, account_id)
-        usage = (await session.execute(select(func.count()).select_from(BalanceTransaction)
-                                       .where(BalanceTransaction.type == "usage"))).scalar_one()
+        usage = (
+            await session.execute(
+                select(func.count()).select_from(BalanceTransaction).where(BalanceTransaction.type == "usage")
+            )
+        ).scalar_one()
     assert account is not None and (account.balance, account.held, usage) == (0, 0, 15)
 
 

@@ -9,8 +9,18 @@ from datasources.db.models import Base
 from tests.conftest import BACKENDS, Databases
 
 TABLES = {
-    "providers", "models", "offers", "price_ticks", "accounts", "api_keys", "usage_records",
-    "balance_transactions", "request_counters", "price_sources", "server_instances", "credit_leases",
+    "providers",
+    "models",
+    "offers",
+    "price_ticks",
+    "accounts",
+    "api_keys",
+    "usage_records",
+    "balance_transactions",
+    "request_counters",
+    "price_sources",
+    "server_instances",
+    "credit_leases",
 }
 
 

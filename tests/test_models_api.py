@@ -55,7 +55,8 @@ def test_openai_client_lists_models_with_pricing_and_capabilities(served: tuple[
     assert len(providers) >= 4 and llama["pricing"]["provider"] in providers
     cheapest = min(
         Decimal(str(p["input_per_1m"])) + Decimal(str(p["output_per_1m"]))
-        for p in llama["providers"] if p["status"] == "live"
+        for p in llama["providers"]
+        if p["status"] == "live"
     )
     pricing = llama["pricing"]
     assert Decimal(str(pricing["input_per_1m"])) + Decimal(str(pricing["output_per_1m"])) == cheapest

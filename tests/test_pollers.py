@@ -28,10 +28,17 @@ from tests.test_sources import LITELLM, T0, Upstream, drain, offers_by_key, serv
 # Real LiteLLM entries (tests/fixtures holds them unchanged): closed models, open models at several hosts,
 # and entries the importer skips.
 KEYS = [
-    "gpt-4o", "gpt-4o-mini", "o3", "claude-sonnet-4-5", "deepseek/deepseek-chat",
-    "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo", "mistral/mistral-large-latest",
-    "gemini/gemini-2.5-flash", "fireworks_ai/accounts/fireworks/models/deepseek-r1",
-    "text-embedding-3-small", "sample_spec",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o3",
+    "claude-sonnet-4-5",
+    "deepseek/deepseek-chat",
+    "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo",
+    "mistral/mistral-large-latest",
+    "gemini/gemini-2.5-flash",
+    "fireworks_ai/accounts/fireworks/models/deepseek-r1",
+    "text-embedding-3-small",
+    "sample_spec",
 ]
 O3 = ("openai", "o3", "")
 GPT4O = ("openai", "gpt-4o", "")
@@ -111,7 +118,11 @@ async def test_an_unchanged_poll_only_confirms(feed, client, sessions) -> None: 
         old = before[key]
         assert offer.confirmed_at == t1 and old.confirmed_at == T0
         assert (offer.input_per_1m, offer.output_per_1m, offer.updated_at, offer.status) == (
-            old.input_per_1m, old.output_per_1m, old.updated_at, old.status)
+            old.input_per_1m,
+            old.output_per_1m,
+            old.updated_at,
+            old.status,
+        )
 
 
 async def test_a_changed_price_is_one_tick_and_one_event(feed, client, sessions) -> None:  # type: ignore[no-untyped-def]
@@ -129,9 +140,13 @@ async def test_a_changed_price_is_one_tick_and_one_event(feed, client, sessions)
     assert (event.input_per_1m, event.output_per_1m) == (Decimal("1.5"), Decimal(8))
     assert (event.previous_input_per_1m, event.previous_output_per_1m) == (Decimal(2), Decimal(8))
     async with sessions() as session:
-        ticks = (await session.execute(
-            select(PriceTick.input_per_1m, PriceTick.observed_at, PriceTick.source)
-            .where(PriceTick.offer_id == event.offer_id).order_by(PriceTick.id))).all()
+        ticks = (
+            await session.execute(
+                select(PriceTick.input_per_1m, PriceTick.observed_at, PriceTick.source)
+                .where(PriceTick.offer_id == event.offer_id)
+                .order_by(PriceTick.id)
+            )
+        ).all()
     assert ticks == [(Decimal(2), T0, "litellm"), (Decimal("1.5"), t1, "litellm")]
     assert await count(sessions, PriceTick) == 10
 
@@ -148,7 +163,12 @@ async def test_a_removed_entry_is_unavailable_and_comes_back_live(feed, client, 
     (event,) = drain(listener)
     assert isinstance(event, StatusChanged)
     assert (event.provider, event.model, event.status, event.previous_status, event.changed_at) == (
-        "openai", "gpt-4o", "unavailable", "live", t1)
+        "openai",
+        "gpt-4o",
+        "unavailable",
+        "live",
+        t1,
+    )
     offers = await offers_by_key(sessions)
     assert offers[GPT4O].status == OfferStatus.UNAVAILABLE
     assert offers[GPT4O].input_per_1m == Decimal("2.5")  # the last price stays; only the status says so
@@ -200,7 +220,8 @@ async def test_offers_go_stale_without_confirmation(feed, client, sessions) -> N
     events = drain(listener)
     assert len(events) == 9 and all(
         isinstance(e, StatusChanged) and (e.status, e.previous_status, e.changed_at) == ("stale", "live", late)
-        for e in events)
+        for e in events
+    )
     offers = await offers_by_key(sessions)
     assert {o.status for k, o in offers.items() if k[2] != "batch"} == {OfferStatus.STALE}
     assert offers[("openai", "o3", "batch")].status == OfferStatus.LIVE
@@ -227,13 +248,20 @@ BROKEN = {
     "timeout": lambda text: Answer(text, delay=2.5),
     "wrong format": lambda text: Answer(b'{"data": [1, 2, 3]}'),
     "not an object": lambda text: Answer(b"[]"),
-    "bad price": lambda text: Answer(text.replace(b'"input_cost_per_token": 2e-06', b'"input_cost_per_token": "cheap"', 1)),
+    "bad price": lambda text: Answer(
+        text.replace(b'"input_cost_per_token": 2e-06', b'"input_cost_per_token": "cheap"', 1)
+    ),
     "empty snapshot": lambda text: Answer(b"{}"),
 }
 ERRORS = {
-    "broken JSON": "invalid JSON", "truncated file": "invalid JSON", "HTTP 500": "HTTP 500",
-    "timeout": "timed out after 1 s", "wrong format": "not an object", "not an object": "not a JSON object",
-    "bad price": "not a number", "empty snapshot": "no offers",
+    "broken JSON": "invalid JSON",
+    "truncated file": "invalid JSON",
+    "HTTP 500": "HTTP 500",
+    "timeout": "timed out after 1 s",
+    "wrong format": "not an object",
+    "not an object": "not a JSON object",
+    "bad price": "not a number",
+    "empty snapshot": "no offers",
 }
 
 
@@ -241,8 +269,10 @@ ERRORS = {
 async def test_a_failing_source_changes_nothing(feed, client, sessions, how) -> None:  # type: ignore[no-untyped-def]
     await poll_once(sessions, MemoryBroker(), feed.source, client, now=T0)
     async with sessions() as session:
-        before = sorted((o.id, o.input_per_1m, o.output_per_1m, o.status, o.updated_at, o.confirmed_at)
-                        for o in (await session.execute(select(Offer))).scalars())
+        before = sorted(
+            (o.id, o.input_per_1m, o.output_per_1m, o.status, o.updated_at, o.confirmed_at)
+            for o in (await session.execute(select(Offer))).scalars()
+        )
     text = json.dumps(feed.snapshot, indent=1).encode()
     if how == "bad price":
         assert b'"input_cost_per_token": 2e-06' in text
@@ -255,8 +285,10 @@ async def test_a_failing_source_changes_nothing(feed, client, sessions, how) -> 
     assert not report.ok and ERRORS[how] in (report.error or ""), report.error
     assert drain(listener) == []
     async with sessions() as session:
-        after = sorted((o.id, o.input_per_1m, o.output_per_1m, o.status, o.updated_at, o.confirmed_at)
-                       for o in (await session.execute(select(Offer))).scalars())
+        after = sorted(
+            (o.id, o.input_per_1m, o.output_per_1m, o.status, o.updated_at, o.confirmed_at)
+            for o in (await session.execute(select(Offer))).scalars()
+        )
     assert after == before
     assert await count(sessions, PriceTick) == 9
     row = await status_row(sessions)
@@ -342,8 +374,11 @@ async def test_only_one_process_polls_and_another_takes_over(pg_url, upstream, s
     instances = []
     for f in feeds[:2]:
         f.source.interval = 0.05
-        instances.append(Pollers(sessions, MemoryBroker(), client, [f.source],
-                                 leader=PostgresLeader(pg_url, heartbeat=0.5), retry=0.2))
+        instances.append(
+            Pollers(
+                sessions, MemoryBroker(), client, [f.source], leader=PostgresLeader(pg_url, heartbeat=0.5), retry=0.2
+            )
+        )
     first, second = instances
     try:
         await first.start()
@@ -359,8 +394,9 @@ async def test_only_one_process_polls_and_another_takes_over(pg_url, upstream, s
 
         # When the leader's lock connection dies, it stops polling; a third instance takes over.
         feeds[2].source.interval = 0.05
-        third = Pollers(sessions, MemoryBroker(), client, [feeds[2].source],
-                        leader=PostgresLeader(pg_url, heartbeat=0.5), retry=0.2)
+        third = Pollers(
+            sessions, MemoryBroker(), client, [feeds[2].source], leader=PostgresLeader(pg_url, heartbeat=0.5), retry=0.2
+        )
         instances.append(third)
         await third.start()
         await asyncio.sleep(0.3)

@@ -131,8 +131,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
     url = asyncio.run(databases.migrated(seeded=True))
     keys, ids = asyncio.run(_setup_accounts(url))
-    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
-                              operator=OperatorToken(OPERATOR)))
+    app = create_app(
+        Settings(database_url=url, migrate_on_start=False, seed_on_start=False, operator=OperatorToken(OPERATOR))
+    )
     try:
         with LiveServer(app) as server:
             yield Api(server.url, keys, ids, url)
@@ -154,8 +155,9 @@ DOC_REQUESTS = {
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_each_endpoint_answers_the_documented_shape(api: Api, path: str) -> None:
     plan, params, schema_name = DOC_REQUESTS[path]
-    response = api.get(path, plan=None if plan == "free" else plan, ip=f"198.51.100.{ENDPOINTS.index(path) + 10}",
-                       **params)
+    response = api.get(
+        path, plan=None if plan == "free" else plan, ip=f"198.51.100.{ENDPOINTS.index(path) + 10}", **params
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     if path == "/prices":  # every documented field is present and typed; null context windows aside
@@ -175,7 +177,10 @@ def test_prices_are_the_catalog_prices_cheapest_first(api: Api) -> None:
     blended = [Decimal(str(r["blended_per_1m"])) for r in rows]
     assert blended == sorted(blended)
     for r in rows:
-        assert Decimal(str(r["blended_per_1m"])) == (Decimal(str(r["input_per_1m"])) + Decimal(str(r["output_per_1m"]))) / 2
+        assert (
+            Decimal(str(r["blended_per_1m"]))
+            == (Decimal(str(r["input_per_1m"])) + Decimal(str(r["output_per_1m"]))) / 2
+        )
     catalog = json.loads((FIXTURES / "litellm_model_prices.json").read_text())  # LiteLLM's entries, unchanged
     entry = catalog["nebius/meta-llama/Llama-3.3-70B-Instruct"]
     nebius = [r for r in rows if r["provider"] == "nebius" and r["variant"] == ""]
@@ -232,13 +237,19 @@ def test_models_and_providers_list_the_catalog(api: Api) -> None:
     providers = api.get("/providers", ip="198.51.100.23").json()["providers"]
     assert len(providers) >= 15
     groq = next(p for p in providers if p["slug"] == "groq")
-    assert groq == {"slug": "groq", "name": "Groq", "model_count": groq["model_count"], "status": "operational",
-                    "signup_url": "https://console.groq.com"}
+    assert groq == {
+        "slug": "groq",
+        "name": "Groq",
+        "model_count": groq["model_count"],
+        "status": "operational",
+        "signup_url": "https://console.groq.com",
+    }
     family = api.get("/models", family="llama", ip="198.51.100.23").json()["models"]
     assert family and {m["family"] for m in family} == {"llama"}
 
 
 # ---- errors ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("path", "plan", "params", "status", "message"),
@@ -303,9 +314,9 @@ def test_the_free_quota_is_exact_and_refusals_are_free(api: Api) -> None:
     async def burst() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=16)
         async with httpx.AsyncClient(base_url=api.base, limits=limits, timeout=60) as client:
-            return await asyncio.gather(*(
-                client.get("/api/v1/providers", headers={"X-Forwarded-For": ip}) for _ in range(150)
-            ))
+            return await asyncio.gather(
+                *(client.get("/api/v1/providers", headers={"X-Forwarded-For": ip}) for _ in range(150))
+            )
 
     responses = asyncio.run(burst())
     statuses = [r.status_code for r in responses]
@@ -343,8 +354,9 @@ def test_repeated_reads_come_from_the_cache_until_a_price_moves(api: Api) -> Non
     assert int(second.headers["x-ratelimit-remaining"]) == int(first.headers["x-ratelimit-remaining"]) - 1
     mutation = """mutation { recordPrices(prices: [{model: "mixtral-8x7b", provider: "together",
                   inputPer1m: "0.5555", outputPer1m: "0.6666"}]) { unchanged } }"""
-    recorded = httpx.post(f"{api.base}/graphql", json={"query": mutation},
-                          headers={"Authorization": f"Bearer {OPERATOR}"}).json()
+    recorded = httpx.post(
+        f"{api.base}/graphql", json={"query": mutation}, headers={"Authorization": f"Bearer {OPERATOR}"}
+    ).json()
     assert "errors" not in recorded, recorded
     after = read()
     assert after.headers["x-cache"] == "miss"  # the price event retired the entry

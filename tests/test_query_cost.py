@@ -57,7 +57,7 @@ def test_nested_pages_multiply() -> None:
     default = MODEL_OFFERS.default
     assert cost('{ model(slug: "x") { offers { id } } }') == 1 + default * 2
     assert cost('{ model(slug: "x") { offers(first: 4) { id provider { slug } } } }') == 1 + 4 * (1 + 1 + 2)
-    deeper = '{ models(first: 10) { offers(first: 4) { provider { offers(first: 3) { id } } } } }'
+    deeper = "{ models(first: 10) { offers(first: 4) { provider { offers(first: 3) { id } } } } }"
     assert cost(deeper) == 10 * (1 + 4 * (1 + 1 + 3 * 2))
     assert cost("{ providers { offers { id } } }") == 100 * (1 + PROVIDER_OFFERS.default * 2)
 
@@ -79,19 +79,19 @@ def test_candles_count_a_day_or_an_hour_each() -> None:
     assert cost(daily) == (7 + 1) * 2
     hourly = '{ candles(model: "m", provider: "p", days: 7, interval: HOUR) { close open } }'
     assert cost(hourly) == (7 * 24 + 1) * 3
-    assert cost('{ prices(first: 5) { candles(days: 30) { close } } }') == 5 * (1 + 31 * 2)
+    assert cost("{ prices(first: 5) { candles(days: 30) { close } } }") == 5 * (1 + 31 * 2)
 
 
 def test_compare_and_mutations_are_sized_by_their_input() -> None:
     assert cost('{ compare(models: ["a", "b", "c"]) { providerCount } }') == 3 * 2
     assert cost('{ compare(models: ["a", "b", "c", "d", "e", "f", "g"]) { providerCount } }') == 5 * 2
-    record = ('mutation ($p: [PriceInput!]!) { recordPrices(prices: $p) { unchanged ticks { model } } }')
+    record = "mutation ($p: [PriceInput!]!) { recordPrices(prices: $p) { unchanged ticks { model } } }"
     one = {"model": "m", "provider": "p", "inputPer1m": "1", "outputPer1m": "1"}
     assert cost(record, p=[one] * 4) == 4 * (1 + 1 + 2)
 
 
 def test_a_subscription_is_costed_per_event() -> None:
-    assert cost("subscription { priceChanged(model: \"m\") { model provider blendedPer1m } }") == 1 + 3
+    assert cost('subscription { priceChanged(model: "m") { model provider blendedPer1m } }') == 1 + 3
     assert cost("subscription { usageRecorded { id cost } }") == 1 + 2
 
 

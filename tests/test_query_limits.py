@@ -30,16 +30,23 @@ _addresses = itertools.count(1)
 # The query that once held a server for minutes: 140 bytes, depth 7, no aliases.
 EXPLOSIVE = "{ models(first: 500) { slug offers { provider { slug offers { model { slug offers { provider { slug } } } } } } } }"
 DASHBOARD = "{ models(first: 1000) { slug displayName offers { inputPer1m outputPer1m provider { slug name } } } }"
-DEEPER = ("{ models(first: 1000) { slug displayName offers { inputPer1m outputPer1m provider { slug name "
-          "offers { inputPer1m } } } } }")
+DEEPER = (
+    "{ models(first: 1000) { slug displayName offers { inputPer1m outputPer1m provider { slug name "
+    "offers { inputPer1m } } } } }"
+)
 PRICE_FIELDS = "id variant inputPer1m outputPer1m blendedPer1m status updatedAt model { slug } provider { slug }"
 
 
 def _serve(databases_by_backend: dict[str, Databases], limits: GraphQLLimits) -> Iterator[str]:
     backend = "postgresql" if pg_server_url() else "sqlite"
     url = asyncio.run(databases_by_backend[backend].migrated(seeded=True))
-    settings = Settings(database_url=url, migrate_on_start=False, seed_on_start=False, graphql=limits,
-                        operator=OperatorToken(ADMIN_TOKEN))
+    settings = Settings(
+        database_url=url,
+        migrate_on_start=False,
+        seed_on_start=False,
+        graphql=limits,
+        operator=OperatorToken(ADMIN_TOKEN),
+    )
     with LiveServer(create_app(settings)) as server:
         yield server.url
 
@@ -66,7 +73,7 @@ def codes(body: dict[str, Any]) -> list[str]:
 
 
 def developer_key(base: str) -> str:
-    created = post(base, 'mutation { createAccount(plan: DEVELOPER) { secret } }', ADMIN_TOKEN).json()
+    created = post(base, "mutation { createAccount(plan: DEVELOPER) { secret } }", ADMIN_TOKEN).json()
     return created["data"]["createAccount"]["secret"]
 
 
@@ -115,13 +122,17 @@ def test_every_answer_carries_its_estimate(base_url: str) -> None:
 
 def test_nested_lists_are_pages(base_url: str) -> None:
     key = developer_key(base_url)
-    query = 'query ($f: Int!, $o: Int!) { provider(slug: "bedrock") { modelCount offers(first: $f, offset: $o) { id } } }'
+    query = (
+        'query ($f: Int!, $o: Int!) { provider(slug: "bedrock") { modelCount offers(first: $f, offset: $o) { id } } }'
+    )
     default = post(base_url, '{ provider(slug: "bedrock") { offers { id } } }', key).json()["data"]["provider"]
     assert len(default["offers"]) == PROVIDER_OFFERS.default
     everything = post(base_url, query, key, f=PROVIDER_OFFERS.maximum, o=0).json()["data"]["provider"]
     ids = [o["id"] for o in everything["offers"]]
     assert PROVIDER_OFFERS.default < len(ids) <= PROVIDER_OFFERS.maximum
-    pages = [post(base_url, query, key, f=100, o=o).json()["data"]["provider"]["offers"] for o in range(0, len(ids), 100)]
+    pages = [
+        post(base_url, query, key, f=100, o=o).json()["data"]["provider"]["offers"] for o in range(0, len(ids), 100)
+    ]
     assert [o["id"] for page in pages for o in page] == ids
     too_many = post(base_url, query, key, f=PROVIDER_OFFERS.maximum + 1, o=0).json()
     assert codes(too_many) == ["BAD_USER_INPUT"]
@@ -175,7 +186,9 @@ def test_a_websocket_answer_over_the_cap_is_an_error_and_the_connection_goes_on(
     async def run() -> list[dict[str, Any]]:
         uri = tight_url.replace("http://", "ws://") + "/graphql"
         async with websockets.connect(uri, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
-            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {ADMIN_TOKEN}"}}))
+            await ws.send(
+                json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {ADMIN_TOKEN}"}})
+            )
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             messages = []
             for op, first in (("big", 300), ("small", 2)):

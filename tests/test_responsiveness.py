@@ -43,10 +43,12 @@ HEALTHZ_LIMIT = 0.100  # seconds
 SPIKES_ALLOWED = 1 / 1000
 SPIKE_CEILING = 0.300
 MEMORY_BOUND_MB = 300  # above the idle server, for the heaviest admitted query
-FIELDS = ("id variant providerModelId inputPer1m outputPer1m blendedPer1m contextWindow maxOutputTokens "
-          "supportsVision supportsTools status source updatedAt confirmedAt "
-          "model { slug displayName family paramsB contextWindow isBenchmark providerCount } "
-          "provider { slug name signupUrl modelCount }")
+FIELDS = (
+    "id variant providerModelId inputPer1m outputPer1m blendedPer1m contextWindow maxOutputTokens "
+    "supportsVision supportsTools status source updatedAt confirmedAt "
+    "model { slug displayName family paramsB contextWindow isBenchmark providerCount } "
+    "provider { slug name signupUrl modelCount }"
+)
 
 
 @dataclass
@@ -69,8 +71,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     databases = Databases("postgresql", workdir)
     if os.environ.get("TEST_DATABASE_URL"):
         env["DATABASE_URL"] = asyncio.run(databases.new()).render_as_string(hide_password=False)
-    process = subprocess.Popen([sys.executable, str(ROOT / "server.py")], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py")],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -117,8 +124,9 @@ class HealthWatch:
     failures: list[str] = field(default_factory=list)
 
     def __enter__(self) -> HealthWatch:
-        self._process = subprocess.Popen([sys.executable, "-c", WATCHER, self.url], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", WATCHER, self.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -157,8 +165,12 @@ def test_the_heaviest_admitted_query_leaves_the_server_responsive_and_bounded(se
     assert cost is not None and budget * 0.8 < cost <= budget
     idle = server.memory_mb()
     with HealthWatch(server.url) as watch:
-        response = httpx.post(f"{server.url}/graphql", json={"query": query},
-                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=120)
+        response = httpx.post(
+            f"{server.url}/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=120,
+        )
     body = response.json()
     assert response.status_code == 200
     if body.get("data") is not None:  # it finished within the deadline: a whole answer
@@ -187,8 +199,7 @@ def test_fuzzed_queries_give_no_server_error_and_never_outlast_the_deadline(serv
     slowest: list[float] = []
     seen = {"answered": 0, "refused": 0}
 
-    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(query=FUZZED, keyed=st.booleans(), address=st.integers(1, 250))
     def check(query: str, keyed: bool, address: int) -> None:
         headers = {"X-Forwarded-For": f"192.0.2.{address}"}

@@ -38,19 +38,23 @@ REVOKE = "mutation ($id: ID!) { revokeApiKey(id: $id) { revoked } }"
 
 
 def graphql(base: str, query: str, token: str, **variables: object) -> dict:  # type: ignore[type-arg]
-    answer = httpx.post(f"{base}/graphql", json={"query": query, "variables": variables},
-                        headers={"authorization": f"Bearer {token}"}, timeout=30).json()
+    answer = httpx.post(
+        f"{base}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
     assert "errors" not in answer, answer
     return answer["data"]
 
 
 async def _subscribed(base: str, key: str) -> websockets.ClientConnection:
-    ws = await websockets.connect(base.replace("http://", "ws://") + "/graphql",
-                                  subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    ws = await websockets.connect(base.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
     await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
-    await ws.send(json.dumps({"id": "1", "type": "subscribe",
-                              "payload": {"query": "subscription { priceChanged { model } }"}}))
+    await ws.send(
+        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "subscription { priceChanged { model } }"}})
+    )
     return ws
 
 
@@ -160,8 +164,11 @@ async def test_the_last_use_of_each_key_is_written_together_and_only_moves_forwa
                 assert at is not None and before <= at <= datetime.now(UTC)
             # A time older than the one written (another process wrote a later one) leaves it as it is.
             async with sessions() as session, session.begin():
-                await session.execute(update(ApiKey).where(ApiKey.id == first.key.id)
-                                      .values(last_used_at=datetime(2100, 1, 1, tzinfo=UTC)))
+                await session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == first.key.id)
+                    .values(last_used_at=datetime(2100, 1, 1, tzinfo=UTC))
+                )
             await table.find(hash_secret(first.secret))
             await table.write_used()
             assert await _last_used(sessions, first.key.id) == datetime(2100, 1, 1, tzinfo=UTC)
@@ -179,7 +186,7 @@ def test_me_answers_when_the_key_was_last_used(one_server: str) -> None:
     headers = {"authorization": f"Bearer {created['secret']}"}
     first = httpx.get(f"{one_server}/v1/me", headers=headers, timeout=30).json()
     assert first["api_key"]["last_used"] is None or isinstance(first["api_key"]["last_used"], int)
-    keys = 'query { apiKeys { id lastUsedAt } }'
+    keys = "query { apiKeys { id lastUsedAt } }"
     deadline = time.monotonic() + 30
     while True:  # written within USED_WRITE_SECONDS
         found = graphql(one_server, keys, created["secret"])["apiKeys"]

@@ -55,8 +55,12 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env["DATABASE_URL"] = url.render_as_string(hide_password=False)
     env["PORT"] = str(port)
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py")], cwd=workdir, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(ROOT / "server.py")],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -108,8 +112,9 @@ def test_fresh_start_serves_the_seed_catalog(started: str) -> None:
         offers = model["offers"]
         blended = [Decimal(o["blendedPer1m"]) for o in offers]
         assert blended == sorted(blended)
-        assert all(Decimal(o["blendedPer1m"]) == (Decimal(o["inputPer1m"]) + Decimal(o["outputPer1m"])) / 2
-                   for o in offers)
+        assert all(
+            Decimal(o["blendedPer1m"]) == (Decimal(o["inputPer1m"]) + Decimal(o["outputPer1m"])) / 2 for o in offers
+        )
         assert model["providerCount"] == len({o["provider"]["slug"] for o in offers})
         assert all(o["model"]["slug"] == model["slug"] for o in offers)
 
@@ -130,14 +135,15 @@ def _litellm_price(key: str) -> tuple[Decimal, Decimal]:
         ("deepseek-v3", "fireworks", "fireworks_ai/accounts/fireworks/models/deepseek-v3"),
     ],
 )
-def test_benchmark_models_span_providers_at_the_file_prices(
-    started: str, slug: str, provider: str, key: str
-) -> None:
+def test_benchmark_models_span_providers_at_the_file_prices(started: str, slug: str, provider: str, key: str) -> None:
     query = "query ($slug: String!) { model(slug: $slug) { providerCount offers { inputPer1m outputPer1m provider { slug } } } }"
     model = gql(started, query, slug=slug)["model"]
     assert model["providerCount"] >= 4
-    prices = {(Decimal(o["inputPer1m"]), Decimal(o["outputPer1m"]))
-              for o in model["offers"] if o["provider"]["slug"] == provider}
+    prices = {
+        (Decimal(o["inputPer1m"]), Decimal(o["outputPer1m"]))
+        for o in model["offers"]
+        if o["provider"]["slug"] == provider
+    }
     assert _litellm_price(key) in prices
 
 
@@ -160,7 +166,10 @@ def test_rest_mounts_answer_json_errors(started: str) -> None:
 
 @pytest.mark.parametrize(
     ("protocol", "init", "ack"),
-    [("graphql-transport-ws", "connection_init", "connection_ack"), ("graphql-ws", "connection_init", "connection_ack")],
+    [
+        ("graphql-transport-ws", "connection_init", "connection_ack"),
+        ("graphql-ws", "connection_init", "connection_ack"),
+    ],
 )
 async def test_websocket_route_speaks_both_protocols(started: str, protocol: str, init: str, ack: str) -> None:
     uri = started.replace("http://", "ws://") + "/graphql"

@@ -30,21 +30,42 @@ def test_defaults_without_any_variable() -> None:
 def test_every_variable_is_read_into_one_object(tmp_path: Path) -> None:
     providers = tmp_path / "providers.toml"
     providers.write_text('[providers.groq]\nbase_url = "http://127.0.0.1:9/v1"\napi_key = "gsk_platform"\n')
-    settings = Settings.from_env(environ={
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", "ADMIN_TOKEN": "an-operator-token-0123",
-        "LEASE_TTL": "2.5", "GRAPHQL_DEADLINE": "3", "GRAPHQL_MAX_RESPONSE_BYTES": "4096",
-        "GRAPHQL_MAX_REQUEST_BYTES": "2048", "WS_MAX_CONNECTIONS": "3", "WS_MAX_SUBSCRIPTIONS": "4",
-        "WS_QUEUE_SIZE": "5", "WS_KEY_RECHECK_SECONDS": "0.5", "PROVIDERS_FILE": str(providers),
-        "PRICE_SOURCES": "litellm", "POLL_INTERVAL": "60", "LOG_LEVEL": "warning", "HOST": "0.0.0.0", "PORT": "9000",
-    })
+    settings = Settings.from_env(
+        environ={
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            "ADMIN_TOKEN": "an-operator-token-0123",
+            "LEASE_TTL": "2.5",
+            "GRAPHQL_DEADLINE": "3",
+            "GRAPHQL_MAX_RESPONSE_BYTES": "4096",
+            "GRAPHQL_MAX_REQUEST_BYTES": "2048",
+            "WS_MAX_CONNECTIONS": "3",
+            "WS_MAX_SUBSCRIPTIONS": "4",
+            "WS_QUEUE_SIZE": "5",
+            "WS_KEY_RECHECK_SECONDS": "0.5",
+            "PROVIDERS_FILE": str(providers),
+            "PRICE_SOURCES": "litellm",
+            "POLL_INTERVAL": "60",
+            "LOG_LEVEL": "warning",
+            "HOST": "0.0.0.0",
+            "PORT": "9000",
+        }
+    )
     assert settings.database_url.database == str(tmp_path / "x.db")
     assert settings.operator is not None and settings.operator.matches("an-operator-token-0123")
     assert not settings.operator.matches("an-operator-token-0124")
-    assert (settings.lease_ttl, settings.graphql.deadline, settings.graphql.response_bytes,
-            settings.graphql.request_bytes) == (2.5, 3.0, 4096, 2048)
+    assert (
+        settings.lease_ttl,
+        settings.graphql.deadline,
+        settings.graphql.response_bytes,
+        settings.graphql.request_bytes,
+    ) == (2.5, 3.0, 4096, 2048)
     ws = settings.websocket
-    assert (ws.connections_per_subject, ws.subscriptions_per_connection, ws.queue_size,
-            ws.key_recheck_seconds) == (3, 4, 5, 0.5)
+    assert (ws.connections_per_subject, ws.subscriptions_per_connection, ws.queue_size, ws.key_recheck_seconds) == (
+        3,
+        4,
+        5,
+        0.5,
+    )
     assert settings.gateway.providers["groq"].configured
     assert settings.sources.kinds == ("litellm",) and settings.sources.interval == 60.0
     assert (settings.log_level, settings.host, settings.port) == ("WARNING", "0.0.0.0", 9000)
@@ -52,12 +73,24 @@ def test_every_variable_is_read_into_one_object(tmp_path: Path) -> None:
     assert "an-operator-token-0123" not in repr(settings) and "gsk_platform" not in repr(settings)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("LEASE_TTL", "soon"), ("LEASE_TTL", "-1"), ("GRAPHQL_DEADLINE", "0"), ("GRAPHQL_MAX_RESPONSE_BYTES", "1.5"),
-    ("WS_MAX_CONNECTIONS", "many"), ("WS_QUEUE_SIZE", "nan"), ("WS_KEY_RECHECK_SECONDS", "inf"), ("PORT", "70000"),
-    ("LOG_LEVEL", "LOUD"), ("DATABASE_URL", "mysql://root@localhost/x"), ("PRICE_SOURCES", "nosuch"),
-    ("POLL_INTERVAL", "often"), ("PROVIDERS_FILE", "/nonexistent/providers.toml"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LEASE_TTL", "soon"),
+        ("LEASE_TTL", "-1"),
+        ("GRAPHQL_DEADLINE", "0"),
+        ("GRAPHQL_MAX_RESPONSE_BYTES", "1.5"),
+        ("WS_MAX_CONNECTIONS", "many"),
+        ("WS_QUEUE_SIZE", "nan"),
+        ("WS_KEY_RECHECK_SECONDS", "inf"),
+        ("PORT", "70000"),
+        ("LOG_LEVEL", "LOUD"),
+        ("DATABASE_URL", "mysql://root@localhost/x"),
+        ("PRICE_SOURCES", "nosuch"),
+        ("POLL_INTERVAL", "often"),
+        ("PROVIDERS_FILE", "/nonexistent/providers.toml"),
+    ],
+)
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(environ={name: value})
@@ -67,8 +100,14 @@ def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
 
 def test_the_command_line_stops_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", "WS_QUEUE_SIZE": "lots"}
-    done = subprocess.run([sys.executable, str(ROOT / "server.py"), "migrate"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "migrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "WS_QUEUE_SIZE" in lines[0] and "Traceback" not in done.stderr
@@ -77,28 +116,36 @@ def test_the_command_line_stops_with_one_line_naming_the_variable(tmp_path: Path
 
 async def test_the_environment_is_not_read_after_start(db_url: URL, monkeypatch: pytest.MonkeyPatch) -> None:
     """The operator token is the one the settings were built with: changing the variable later grants nothing."""
-    settings = Settings(database_url=db_url, migrate_on_start=False, seed_on_start=False,
-                        operator=OperatorToken("the-token-at-start-0123456"))
+    settings = Settings(
+        database_url=db_url,
+        migrate_on_start=False,
+        seed_on_start=False,
+        operator=OperatorToken("the-token-at-start-0123456"),
+    )
     with LiveServer(create_app(settings)) as server:
         monkeypatch.setenv("ADMIN_TOKEN", "a-token-set-later-0123456")
         query = {"query": "mutation { createAccount(plan: DEVELOPER) { secret } }"}
 
         def ask(token: str) -> dict[str, object]:
-            return httpx.post(f"{server.url}/graphql", json=query, headers={"Authorization": f"Bearer {token}"},
-                              timeout=30).json()
+            return httpx.post(
+                f"{server.url}/graphql", json=query, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ).json()
 
         assert "errors" not in ask("the-token-at-start-0123456")
         later = ask("a-token-set-later-0123456")
         assert later["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("text", "named"), [
-    ("[gateway]\nflush_intervall = 1\n", "[gateway]: unknown field(s) flush_intervall"),
-    ("[gateway]\nbreaker_failures = -1\n", "[gateway].breaker_failures must be a positive number"),
-    ("[providers.groq]\napi_key = 12\n", "[providers.groq]: api_key must be a string"),
-    ("[providers.nosuch]\napi_key = \"secret-value\"\n", "unknown provider slug 'nosuch'"),
-    ("not toml at all", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[gateway]\nflush_intervall = 1\n", "[gateway]: unknown field(s) flush_intervall"),
+        ("[gateway]\nbreaker_failures = -1\n", "[gateway].breaker_failures must be a positive number"),
+        ("[providers.groq]\napi_key = 12\n", "[providers.groq]: api_key must be a string"),
+        ('[providers.nosuch]\napi_key = "secret-value"\n', "unknown provider slug 'nosuch'"),
+        ("not toml at all", "is not valid TOML"),
+    ],
+)
 def test_a_bad_providers_file_names_the_file_and_the_field(tmp_path: Path, text: str, named: str) -> None:
     path = tmp_path / "providers.toml"
     path.write_text(text)

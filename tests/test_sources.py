@@ -103,7 +103,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 async def offers_by_key(sessions: async_sessionmaker[AsyncSession]) -> dict[tuple[str, str, str], Offer]:
     async with sessions() as session:
         rows = await session.execute(
-            select(Offer, Provider.slug, Model.slug).join(Provider, Offer.provider_id == Provider.id)
+            select(Offer, Provider.slug, Model.slug)
+            .join(Provider, Offer.provider_id == Provider.id)
             .join(Model, Offer.model_id == Model.id)
         )
         return {(p, m, o.variant): o for o, p, m in rows}
@@ -145,14 +146,21 @@ async def test_litellm_source_reads_a_path(client, path) -> None:  # type: ignor
     assert expected and await LiteLLMPrices(str(path)).fetch(client) == expected
 
 
-FILE_FORMATS = {"litellm_model_prices.json": "litellm", "openrouter_models.json": "openrouter",
-                "openrouter_endpoints_sample.jsonl": "openrouter"}
+FILE_FORMATS = {
+    "litellm_model_prices.json": "litellm",
+    "openrouter_models.json": "openrouter",
+    "openrouter_endpoints_sample.jsonl": "openrouter",
+}
 
 
-@pytest.mark.parametrize("fmt, path", [
-    pytest.param(fmt, *file.values, id=f"{name}-{file.id}", marks=file.marks)
-    for name, fmt in FILE_FORMATS.items() for file in data_files(name)
-])
+@pytest.mark.parametrize(
+    "fmt, path",
+    [
+        pytest.param(fmt, *file.values, id=f"{name}-{file.id}", marks=file.marks)
+        for name, fmt in FILE_FORMATS.items()
+        for file in data_files(name)
+    ],
+)
 async def test_file_source_parses_the_files(client, fmt, path) -> None:  # type: ignore[no-untyped-def]
     expected = parse_litellm_file(path) if fmt == "litellm" else parse_openrouter_file(path)
     fetched = await PriceFile(path, fmt).fetch(client)
@@ -196,22 +204,34 @@ async def test_openrouter_endpoints_source_public_shape(upstream, client, path) 
     where = path.parent.name
     urls = []
     for i, record in enumerate(records):
-        public = {"data": {
-            "id": record["model_slug"], "name": record["model_slug"],
-            "architecture": {"input_modalities": ["text", "image"]},
-            "endpoints": [
-                {"name": e["name"], "context_length": e["context_length"], "pricing": e["pricing"],
-                 "provider_name": e["provider_name"], "tag": e["provider_slug"], "quantization": e.get("quantization"),
-                 "max_completion_tokens": e.get("max_completion_tokens"),
-                 "supported_parameters": e.get("supported_parameters") or [], "status": 0}
-                for e in record["endpoints"] if not e.get("is_disabled")
-            ],
-        }}
+        public = {
+            "data": {
+                "id": record["model_slug"],
+                "name": record["model_slug"],
+                "architecture": {"input_modalities": ["text", "image"]},
+                "endpoints": [
+                    {
+                        "name": e["name"],
+                        "context_length": e["context_length"],
+                        "pricing": e["pricing"],
+                        "provider_name": e["provider_name"],
+                        "tag": e["provider_slug"],
+                        "quantization": e.get("quantization"),
+                        "max_completion_tokens": e.get("max_completion_tokens"),
+                        "supported_parameters": e.get("supported_parameters") or [],
+                        "status": 0,
+                    }
+                    for e in record["endpoints"]
+                    if not e.get("is_disabled")
+                ],
+            }
+        }
         urls.append(upstream.serve(f"/{where}/api/v1/models/{record['model_slug']}/endpoints", public))
     fetched = await OpenRouterEndpoints(urls).fetch(client)
     frontend = await OpenRouterEndpoints(
         [upstream.serve(f"/{where}/front/{i}.json", r) for i, r in enumerate(records)]
     ).fetch(client)
+
     # Variants of one host at different prices are named after the provider's model id, which the
     # public shape does not carry: compare the hosts, models and prices.
     def key(o):  # type: ignore[no-untyped-def]
@@ -274,8 +294,11 @@ async def test_replay_plays_the_recorded_moves_in_order_on_its_own_clock(session
         return start + (ts(at) - first) / speed
 
     events = drain(listener)
-    prices = [(e.model, e.input_per_1m, e.output_per_1m, e.previous_input_per_1m, e.observed_at)
-              for e in events if isinstance(e, PriceChanged)]
+    prices = [
+        (e.model, e.input_per_1m, e.output_per_1m, e.previous_input_per_1m, e.observed_at)
+        for e in events
+        if isinstance(e, PriceChanged)
+    ]
     assert prices == [
         ("deepseek-chat", Decimal("0.14"), Decimal("0.28"), None, clock("2025-01-04T19:43:47.699453Z")),
         ("deepseek-chat", Decimal("0.27"), Decimal("1.1"), Decimal("0.14"), clock("2025-02-08T07:10:42.194283Z")),
@@ -290,8 +313,7 @@ async def test_replay_plays_the_recorded_moves_in_order_on_its_own_clock(session
         ("xai", "grok-3", "unavailable", "live", clock("2026-10-03T22:42:59.518830Z")),
     ]
     async with sessions() as session:
-        ticks = (await session.execute(
-            select(PriceTick.observed_at, PriceTick.source).order_by(PriceTick.id))).all()
+        ticks = (await session.execute(select(PriceTick.observed_at, PriceTick.source).order_by(PriceTick.id))).all()
     assert [t.observed_at for t in ticks] == [p[4] for p in prices]
     assert {t.source for t in ticks} == {"replay"}
     offers = await offers_by_key(sessions)
@@ -360,9 +382,13 @@ def test_config_from_env(tmp_path) -> None:  # type: ignore[no-untyped-def]
         "OPENROUTER_MODELS_URL": "http://127.0.0.1:1/api/v1/models",
         "OPENROUTER_ENDPOINTS_URLS": "http://127.0.0.1:1/a, http://127.0.0.1:1/b",
         "LITELLM_PRICES_URL": str(tmp_path / "prices.json"),
-        "PRICE_FILE": str(tmp_path / "models.json"), "PRICE_FILE_FORMAT": "openrouter",
-        "REPLAY_FILE": str(tmp_path / "history.csv"), "REPLAY_SPEED": "86400", "REPLAY_LOOP": "yes",
-        "POLL_INTERVAL": "60", "POLL_TIMEOUT": "5",
+        "PRICE_FILE": str(tmp_path / "models.json"),
+        "PRICE_FILE_FORMAT": "openrouter",
+        "REPLAY_FILE": str(tmp_path / "history.csv"),
+        "REPLAY_SPEED": "86400",
+        "REPLAY_LOOP": "yes",
+        "POLL_INTERVAL": "60",
+        "POLL_TIMEOUT": "5",
     }
     config = SourcesConfig.from_env(env)
     assert config.stale_after == 180  # 3 x the interval
@@ -374,18 +400,21 @@ def test_config_from_env(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(replay, Replay) and replay.speed == 86400 and replay.loop
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"PRICE_SOURCES": "openrouter,bloomberg"}, "PRICE_SOURCES: unknown source 'bloomberg'"),
-    ({"POLL_INTERVAL": "soon"}, "POLL_INTERVAL: 'soon' is not a number"),
-    ({"STALE_AFTER": "0"}, "STALE_AFTER: must be a positive number"),
-    ({"POLL_TIMEOUT": "nan"}, "POLL_TIMEOUT: must be a positive number"),
-    ({"REPLAY_LOOP": "sometimes"}, "REPLAY_LOOP: 'sometimes' is not true or false"),
-    ({"PRICE_SOURCES": "file"}, "PRICE_FILE: the file source needs a path"),
-    ({"PRICE_SOURCES": "replay"}, "REPLAY_FILE:"),
-    ({"PRICE_SOURCES": "openrouter-endpoints"}, "OPENROUTER_ENDPOINTS_URLS:"),
-    ({"OPENROUTER_MODELS_URL": "openrouter.ai/api"}, "OPENROUTER_MODELS_URL: 'openrouter.ai/api' is not an http"),
-    ({"PRICE_FILE_FORMAT": "csv"}, "PRICE_FILE_FORMAT: 'csv'"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"PRICE_SOURCES": "openrouter,bloomberg"}, "PRICE_SOURCES: unknown source 'bloomberg'"),
+        ({"POLL_INTERVAL": "soon"}, "POLL_INTERVAL: 'soon' is not a number"),
+        ({"STALE_AFTER": "0"}, "STALE_AFTER: must be a positive number"),
+        ({"POLL_TIMEOUT": "nan"}, "POLL_TIMEOUT: must be a positive number"),
+        ({"REPLAY_LOOP": "sometimes"}, "REPLAY_LOOP: 'sometimes' is not true or false"),
+        ({"PRICE_SOURCES": "file"}, "PRICE_FILE: the file source needs a path"),
+        ({"PRICE_SOURCES": "replay"}, "REPLAY_FILE:"),
+        ({"PRICE_SOURCES": "openrouter-endpoints"}, "OPENROUTER_ENDPOINTS_URLS:"),
+        ({"OPENROUTER_MODELS_URL": "openrouter.ai/api"}, "OPENROUTER_MODELS_URL: 'openrouter.ai/api' is not an http"),
+        ({"PRICE_FILE_FORMAT": "csv"}, "PRICE_FILE_FORMAT: 'csv'"),
+    ],
+)
 def test_bad_config_is_a_one_line_error(env, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SourceConfigError) as caught:
         load_sources(env)

@@ -46,8 +46,9 @@ def server(seeded_url: URL) -> Iterator[LiveServer]:
 
 def post(server: LiveServer, query: str, token: str | None = ADMIN, **variables: Any) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = httpx.post(f"{server.url}/graphql", json={"query": query, "variables": variables},
-                          headers=headers, timeout=60)
+    response = httpx.post(
+        f"{server.url}/graphql", json={"query": query, "variables": variables}, headers=headers, timeout=60
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -64,7 +65,7 @@ def record(server: LiveServer, *prices: tuple[str, str, str, str]) -> dict[str, 
 
 
 def new_key(server: LiveServer, plan: str = "DEVELOPER") -> str:
-    body = post(server, 'mutation ($p: Plan!) { createAccount(plan: $p) { secret } }', p=plan)
+    body = post(server, "mutation ($p: Plan!) { createAccount(plan: $p) { secret } }", p=plan)
     return body["data"]["createAccount"]["secret"]
 
 
@@ -77,8 +78,9 @@ def transport(server: LiveServer, protocol: str, key: str | None = None) -> Webs
     return WebsocketsTransport(url=ws_url(server), init_payload=payload, subprotocols=[protocol])
 
 
-async def first(server: LiveServer, protocol: str, key: str | None, variables: dict[str, Any],
-                trigger: Any, count: int = 1) -> list[dict[str, Any]]:
+async def first(
+    server: LiveServer, protocol: str, key: str | None, variables: dict[str, Any], trigger: Any, count: int = 1
+) -> list[dict[str, Any]]:
     """Subscribe, run `trigger` once the subscription is live, return the first `count` results."""
     async with Client(transport=transport(server, protocol, key)) as session:
         received: list[dict[str, Any]] = []
@@ -126,8 +128,13 @@ async def test_filters_by_provider_and_size_of_move(server: LiveServer) -> None:
         await asyncio.to_thread(record, server, ("llama-3.3-70b", "hyperbolic", "0.5", "0.5"))  # other provider
         await asyncio.to_thread(record, server, ("llama-3.3-70b", "nebius", "0.26", "0.82"))  # +100%
 
-    ticks = await first(server, "graphql-transport-ws", None,
-                        {"model": "Llama-3.3-70B-Instruct", "provider": "nebius", "min": "10"}, trigger)
+    ticks = await first(
+        server,
+        "graphql-transport-ws",
+        None,
+        {"model": "Llama-3.3-70B-Instruct", "provider": "nebius", "min": "10"},
+        trigger,
+    )
     assert (ticks[0]["provider"], Decimal(ticks[0]["inputPer1m"])) == ("nebius", Decimal("0.26"))
     assert Decimal(ticks[0]["changePct"]) > 10
 
@@ -140,6 +147,7 @@ async def test_unknown_model_filter_is_an_error(server: LiveServer) -> None:
 
 
 # ---- the protocol, byte by byte -------------------------------------------------------------------
+
 
 async def raw(server: LiveServer, protocol: str = "graphql-transport-ws") -> websockets.ClientConnection:
     return await websockets.connect(ws_url(server), subprotocols=[protocol])  # type: ignore[list-item]
@@ -219,8 +227,12 @@ async def test_a_revoked_key_ends_its_subscriptions(server: LiveServer) -> None:
     await ws.send(subscribe_message("1"))
     await subscribed(server.app.state.broker, before)
     keys = await apost(server, "{ apiKeys { id } }", token=key)
-    revoked = await apost(server, 'mutation ($id: ID!) { revokeApiKey(id: $id) { revoked } }', token=key,
-                          id=keys["data"]["apiKeys"][0]["id"])
+    revoked = await apost(
+        server,
+        "mutation ($id: ID!) { revokeApiKey(id: $id) { revoked } }",
+        token=key,
+        id=keys["data"]["apiKeys"][0]["id"],
+    )
     assert revoked["data"]["revokeApiKey"]["revoked"] is True
     code, reason = await closed_with(ws)
     assert code == 4403 and "revoked" in reason

@@ -73,8 +73,18 @@ RECORDS = [
     Rec("r2", NOW - timedelta(hours=2), "gpt-4o-mini", "azure", CHAT, "k2", 502, 100, 0, "0", "req_a2"),
     Rec("r3", NOW - timedelta(days=2), "llama-3.3-70b", "groq", CHAT, "k1", 200, 2000, 1000, "0.0012345678"),
     Rec("r4", datetime.combine(DAY5, time(23, 59, 59), UTC), "gpt-4o-mini", "openai", EMBED, "k2", 200, 300, 0, "0.1"),
-    Rec("r5", datetime.combine(DAY5 + timedelta(days=1), time(), UTC), "gpt-4o-mini", "openai", CHAT, "k1", 200,
-        300, 200, "0.2"),
+    Rec(
+        "r5",
+        datetime.combine(DAY5 + timedelta(days=1), time(), UTC),
+        "gpt-4o-mini",
+        "openai",
+        CHAT,
+        "k1",
+        200,
+        300,
+        200,
+        "0.2",
+    ),
     Rec("r6", NOW - timedelta(days=10), "my-finetune", None, CHAT, "k1", 200, 10, 10, "0.0000000001"),
     Rec("r7", NOW - timedelta(days=40), "llama-3.3-70b", "together", CHAT, "k1", 429, 0, 0, "0"),
     Rec("r8", NOW - timedelta(days=100), "gpt-4o", "openai", CHAT, None, 200, 10, 10, "1.1"),
@@ -114,8 +124,9 @@ class World:
 
     def gql(self, query: str, token: str | None = "k1", **variables: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.secrets.get(token, token)}"} if token else {}
-        response = httpx.post(f"{self.base}/graphql", json={"query": query, "variables": variables},
-                              headers=headers, timeout=60)
+        response = httpx.post(
+            f"{self.base}/graphql", json={"query": query, "variables": variables}, headers=headers, timeout=60
+        )
         assert response.status_code == 200, response.text
         return response.json(parse_float=Decimal)
 
@@ -132,10 +143,19 @@ async def _populate(world: World) -> None:
                 world.secrets[name], world.key_ids[name] = issued.secret, issued.key.id
             for rec in RECORDS:
                 row = UsageRecord(
-                    account_id=world.account_ids[rec.account], api_key_id=world.key_ids.get(rec.key or ""),
-                    model_slug=rec.model, provider_slug=rec.provider, endpoint=rec.endpoint,
-                    prompt_tokens=rec.input, completion_tokens=rec.output, cost=D(rec.cost), status=rec.status,
-                    created_at=rec.at, request_id=rec.request_id, latency_ms=120, key_source="platform",
+                    account_id=world.account_ids[rec.account],
+                    api_key_id=world.key_ids.get(rec.key or ""),
+                    model_slug=rec.model,
+                    provider_slug=rec.provider,
+                    endpoint=rec.endpoint,
+                    prompt_tokens=rec.input,
+                    completion_tokens=rec.output,
+                    cost=D(rec.cost),
+                    status=rec.status,
+                    created_at=rec.at,
+                    request_id=rec.request_id,
+                    latency_ms=120,
+                    key_source="platform",
                 )
                 session.add(row)
                 await session.flush()
@@ -148,16 +168,19 @@ async def _populate(world: World) -> None:
             await ledger.credit(session, a.id, D("2.5"), "promo")
             await ledger.hold(session, a.id, D("0.5"))
             await ledger.credit(session, b.id, D(1), "b's top-up")
-            rows = (await session.execute(
-                BalanceTransaction.__table__.select().order_by(BalanceTransaction.id)
-            )).all()
+            rows = (await session.execute(BalanceTransaction.__table__.select().order_by(BalanceTransaction.id))).all()
             names = ["topup", "usage", "promo", "b"]
             world.txn_ids = {n: row.id for n, row in zip(names, rows, strict=True)}
             assert settled.transaction_id == world.txn_ids["usage"]
-            for name, at in (("topup", NOW - timedelta(days=6)), ("usage", NOW - timedelta(hours=1)),
-                             ("promo", NOW - timedelta(minutes=30)), ("b", NOW - timedelta(days=1))):
-                await session.execute(update(BalanceTransaction).where(BalanceTransaction.id == world.txn_ids[name])
-                                      .values(created_at=at))
+            for name, at in (
+                ("topup", NOW - timedelta(days=6)),
+                ("usage", NOW - timedelta(hours=1)),
+                ("promo", NOW - timedelta(minutes=30)),
+                ("b", NOW - timedelta(days=1)),
+            ):
+                await session.execute(
+                    update(BalanceTransaction).where(BalanceTransaction.id == world.txn_ids[name]).values(created_at=at)
+                )
     finally:
         await engine.dispose()
 
@@ -166,8 +189,15 @@ async def _populate(world: World) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     databases = Databases("postgresql" if pg_server_url() else "sqlite", tmp_path_factory.mktemp("usage"))
     url = asyncio.run(databases.migrated(seeded=True))
-    app = create_app(Settings(database_url=url, migrate_on_start=False, seed_on_start=False,
-                              operator=OperatorToken(ADMIN), websocket=WebsocketLimits(key_recheck_seconds=1.0)))
+    app = create_app(
+        Settings(
+            database_url=url,
+            migrate_on_start=False,
+            seed_on_start=False,
+            operator=OperatorToken(ADMIN),
+            websocket=WebsocketLimits(key_recheck_seconds=1.0),
+        )
+    )
     world = World("", url, app)
     asyncio.run(_populate(world))
 
@@ -186,9 +216,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def expected(records: list[Rec]) -> dict[str, Any]:
     ok = [r for r in records if 200 <= r.status < 400]
     return {
-        "total_requests": len(records), "successful_requests": len(ok), "failed_requests": len(records) - len(ok),
-        "input_tokens": sum(r.input for r in records), "output_tokens": sum(r.output for r in records),
-        "total_tokens": sum(r.input + r.output for r in records), "total_cost": sum(D(r.cost) for r in records),
+        "total_requests": len(records),
+        "successful_requests": len(ok),
+        "failed_requests": len(records) - len(ok),
+        "input_tokens": sum(r.input for r in records),
+        "output_tokens": sum(r.output for r in records),
+        "total_tokens": sum(r.input + r.output for r in records),
+        "total_cost": sum(D(r.cost) for r in records),
     }
 
 
@@ -285,19 +319,33 @@ def test_summary_and_billing_history_match_the_document(world: World) -> None:
 def test_me_and_balance(world: World) -> None:
     me = world.ok("/me", key="k2")
     assert me["object"] == "me"
-    assert me["account"] == {"object": "account", "id": str(world.account_ids["A"]), "name": "Ada",
-                             "plan": "developer", "created": me["account"]["created"]}
+    assert me["account"] == {
+        "object": "account",
+        "id": str(world.account_ids["A"]),
+        "name": "Ada",
+        "plan": "developer",
+        "created": me["account"]["created"],
+    }
     key = me["api_key"]
     assert (key["object"], key["id"], key["name"]) == ("api_key", world.key_ids["k2"], "ci")
     assert world.secrets["k2"].startswith(key["prefix"]) and isinstance(key["created"], int)
     customer = me["customer"]
     assert customer["object"] == "customer" and customer["id"] == str(world.account_ids["A"])
     assert (customer["balance"], customer["held"], customer["available"], customer["currency"]) == (
-        D("12.49955"), D("0.5"), D("11.99955"), "usd")
+        D("12.49955"),
+        D("0.5"),
+        D("11.99955"),
+        "usd",
+    )
     assert me["quota"]["limit"] == 10_000 and isinstance(me["quota"]["remaining"], int)
 
-    assert world.ok("/balance") == {"object": "balance", "balance": D("12.49955"), "held": D("0.5"),
-                                    "available": D("11.99955"), "currency": "usd"}
+    assert world.ok("/balance") == {
+        "object": "balance",
+        "balance": D("12.49955"),
+        "held": D("0.5"),
+        "available": D("11.99955"),
+        "currency": "usd",
+    }
     assert world.ok("/balance", key="kb")["balance"] == D(1)
     assert world.ok("/me", key="kb")["account"]["plan"] == "free"  # any plan may read its own account
 
@@ -311,11 +359,25 @@ def test_usage_logs_and_their_shape(world: World) -> None:
     assert logs["object"] == "list" and logs["has_more"] is True and len(logs["data"]) == 1
     r1 = named("r1")[0]
     assert logs["data"][0] == {
-        "object": "usage.log", "id": f"usage_{r1.id}", "request_id": "req_a1",
-        "created": int(r1.at.timestamp()), "model": "gpt-4o-mini", "provider": "openai", "variant": None,
-        "endpoint": CHAT, "key_id": world.key_ids["k1"], "key_source": "platform", "status": 200,
-        "success": True, "input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500, "estimated": False,
-        "cost": D("0.00045"), "currency": "usd", "latency_ms": 120,
+        "object": "usage.log",
+        "id": f"usage_{r1.id}",
+        "request_id": "req_a1",
+        "created": int(r1.at.timestamp()),
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "variant": None,
+        "endpoint": CHAT,
+        "key_id": world.key_ids["k1"],
+        "key_source": "platform",
+        "status": 200,
+        "success": True,
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "total_tokens": 1500,
+        "estimated": False,
+        "cost": D("0.00045"),
+        "currency": "usd",
+        "latency_ms": 120,
     }
 
     everything = world.ok("/usage/logs", limit=1000)
@@ -332,13 +394,19 @@ def test_usage_logs_and_their_shape(world: World) -> None:
             break
         after = page["data"][-1]["id"]
     assert seen == [e["id"] for e in everything["data"]]
-    assert world.ok("/usage/logs", model="openai/gpt-4o-mini", endpoint=EMBED)["data"][0]["id"] == \
-        f"usage_{named('r4')[0].id}"
+    assert (
+        world.ok("/usage/logs", model="openai/gpt-4o-mini", endpoint=EMBED)["data"][0]["id"]
+        == f"usage_{named('r4')[0].id}"
+    )
 
 
 def test_periods_and_exact_money(world: World) -> None:
-    windows = {"24h": ("r1", "r2"), "7d": ("r1", "r2", "r3", "r4", "r5"), "30d": ("r1", "r2", "r3", "r4", "r5", "r6"),
-               "90d": ("r1", "r2", "r3", "r4", "r5", "r6", "r7")}
+    windows = {
+        "24h": ("r1", "r2"),
+        "7d": ("r1", "r2", "r3", "r4", "r5"),
+        "30d": ("r1", "r2", "r3", "r4", "r5", "r6"),
+        "90d": ("r1", "r2", "r3", "r4", "r5", "r6", "r7"),
+    }
     for period, names in windows.items():
         assert totals_of(world.ok("/usage/summary", period=period)) == expected(named(*names)), period
     everything = world.ok("/usage/summary")
@@ -365,13 +433,15 @@ def test_start_and_end_in_every_form_and_alias(world: World) -> None:
         assert totals_of(body) == day5_only, params
         assert (body["start_time"], body["end_time"]) == (int(start.timestamp()), int(end.timestamp()))
     # The end is exclusive: r5 at the next midnight starts the next window.
-    assert totals_of(world.ok("/usage/summary", start_time=int(end.timestamp()), end_time=int(end.timestamp()) + 1)) \
-        == expected(named("r5"))
+    assert totals_of(
+        world.ok("/usage/summary", start_time=int(end.timestamp()), end_time=int(end.timestamp()) + 1)
+    ) == expected(named("r5"))
     # A period ends at end_time when one is given.
     assert totals_of(world.ok("/usage/summary", period="24h", end_time=int(end.timestamp()))) == day5_only
     # Only a start: up to now.
-    assert totals_of(world.ok("/usage/summary", after=int((NOW - timedelta(hours=3)).timestamp()))) == \
-        expected(named("r1", "r2"))
+    assert totals_of(world.ok("/usage/summary", after=int((NOW - timedelta(hours=3)).timestamp()))) == expected(
+        named("r1", "r2")
+    )
 
 
 def test_model_key_and_endpoint_filters(world: World) -> None:
@@ -409,13 +479,15 @@ def test_costs_models_keys_and_endpoints(world: World) -> None:
         assert totals_of(entry) == expected(by_day[day])
     assert DAY5.isoformat() in [d["date"] for d in costs["data"]]  # 23:59:59 and 00:00:00 on two UTC days
     recent = world.ok("/usage/costs", limit=2)
-    assert recent["has_more"] is True and [d["date"] for d in recent["data"]] == [
-        d["date"] for d in costs["data"][-2:]]
+    assert recent["has_more"] is True and [d["date"] for d in recent["data"]] == [d["date"] for d in costs["data"][-2:]]
 
     models = world.ok("/usage/models", period="90d")
     assert [m["model"] for m in models["data"]] == ["gpt-4o-mini", "llama-3.3-70b", "my-finetune"]
-    assert models["data"][0] == {"object": "usage.model", "model": "gpt-4o-mini",
-                                 **expected(named("r1", "r2", "r4", "r5"))}
+    assert models["data"][0] == {
+        "object": "usage.model",
+        "model": "gpt-4o-mini",
+        **expected(named("r1", "r2", "r4", "r5")),
+    }
     top = world.ok("/usage/models", period="90d", limit=1)
     assert len(top["data"]) == 1 and top["has_more"] is True
 
@@ -430,7 +502,9 @@ def test_costs_models_keys_and_endpoints(world: World) -> None:
 
     endpoints = world.ok("/usage/endpoints", period="30d")
     assert {e["endpoint"]: totals_of(e) for e in endpoints["data"]} == {
-        CHAT: expected(named("r1", "r2", "r3", "r5", "r6")), EMBED: expected(named("r4"))}
+        CHAT: expected(named("r1", "r2", "r3", "r5", "r6")),
+        EMBED: expected(named("r4")),
+    }
 
 
 def test_billing_history_pages_and_filters(world: World) -> None:
@@ -468,8 +542,18 @@ def test_bad_filters_name_the_parameter(world: World) -> None:
 
 
 def test_keys_are_required_and_see_only_their_own_account(world: World) -> None:
-    for path in ("/me", "/balance", "/usage", "/usage/logs", "/usage/summary", "/usage/costs", "/usage/models",
-                 "/usage/keys", "/usage/endpoints", "/billing/history"):
+    for path in (
+        "/me",
+        "/balance",
+        "/usage",
+        "/usage/logs",
+        "/usage/summary",
+        "/usage/costs",
+        "/usage/models",
+        "/usage/keys",
+        "/usage/endpoints",
+        "/billing/history",
+    ):
         for key in (None, "cxm_not-a-key", ADMIN):
             response = world.get(path, key=key)
             assert response.status_code == 401, (path, key, response.text)
@@ -500,8 +584,7 @@ def test_each_request_counts_once_against_the_plan_quota(world: World) -> None:
 async def test_summary_is_three_statements_and_decimal(world: World) -> None:
     engine = create_engine(world.url)
     statements: list[str] = []
-    sa_event.listen(engine.sync_engine, "before_cursor_execute",
-                    lambda *args: statements.append(args[2]))
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     try:
         async with sessionmaker(engine)() as session:
             scope = usage.Scope(world.account_ids["A"], None, None)
@@ -539,9 +622,15 @@ query ($filter: UsageFilter, $first: Int!, $after: String) {
 
 def gql_totals(records: list[Rec]) -> dict[str, Any]:
     e = expected(records)
-    return {"requests": e["total_requests"], "successfulRequests": e["successful_requests"],
-            "failedRequests": e["failed_requests"], "inputTokens": e["input_tokens"],
-            "outputTokens": e["output_tokens"], "totalTokens": e["total_tokens"], "cost": e["total_cost"]}
+    return {
+        "requests": e["total_requests"],
+        "successfulRequests": e["successful_requests"],
+        "failedRequests": e["failed_requests"],
+        "inputTokens": e["input_tokens"],
+        "outputTokens": e["output_tokens"],
+        "totalTokens": e["total_tokens"],
+        "cost": e["total_cost"],
+    }
 
 
 def test_graphql_balance_and_usage(world: World) -> None:
@@ -560,24 +649,36 @@ def test_graphql_balance_and_usage(world: World) -> None:
     logs = used["logs"]
     assert [n["id"] for n in logs["nodes"]] == [f"usage_{named('r1')[0].id}", f"usage_{named('r5')[0].id}"]
     assert logs["pageInfo"] == {"hasNextPage": True, "endCursor": f"usage_{named('r5')[0].id}"}
-    following = world.gql(USAGE_QUERY, filter={"period": "7d", "model": "openai/gpt-4o-mini"}, first=2,
-                          after=logs["pageInfo"]["endCursor"])["data"]["usage"]["logs"]
+    following = world.gql(
+        USAGE_QUERY,
+        filter={"period": "7d", "model": "openai/gpt-4o-mini"},
+        first=2,
+        after=logs["pageInfo"]["endCursor"],
+    )["data"]["usage"]["logs"]
     assert [n["id"] for n in following["nodes"]] == [f"usage_{named('r4')[0].id}"]
     assert following["pageInfo"]["hasNextPage"] is False
 
     start = datetime.combine(DAY5, time(), UTC)
-    window = world.gql("query ($f: UsageFilter) { usage(filter: $f) { summary { requests cost } } }",
-                       f={"startTime": start.isoformat(), "endTime": (start + timedelta(days=1)).isoformat(),
-                          "keyId": world.key_ids["k2"], "endpoint": EMBED})
+    window = world.gql(
+        "query ($f: UsageFilter) { usage(filter: $f) { summary { requests cost } } }",
+        f={
+            "startTime": start.isoformat(),
+            "endTime": (start + timedelta(days=1)).isoformat(),
+            "keyId": world.key_ids["k2"],
+            "endpoint": EMBED,
+        },
+    )
     assert window["data"]["usage"]["summary"] == {"requests": 1, "cost": "0.1"}
     everything = world.gql("{ usage { summary { requests cost } } }")["data"]["usage"]["summary"]
     assert everything == {"requests": len(A_RECORDS), "cost": "1.4016845679"}
 
 
 def test_graphql_billing_history_and_errors(world: World) -> None:
-    query = ("query ($after: String) { billingHistory(first: 2, after: $after) { "
-             "nodes { id type amount balanceAfter description currency usageId requestId createdAt } "
-             "pageInfo { hasNextPage endCursor } } }")
+    query = (
+        "query ($after: String) { billingHistory(first: 2, after: $after) { "
+        "nodes { id type amount balanceAfter description currency usageId requestId createdAt } "
+        "pageInfo { hasNextPage endCursor } } }"
+    )
     page = world.gql(query)["data"]["billingHistory"]
     assert [n["id"] for n in page["nodes"]] == [f"txn_{world.txn_ids['promo']}", f"txn_{world.txn_ids['usage']}"]
     assert page["nodes"][1]["amount"] == "-0.00045" and page["nodes"][1]["requestId"] == "req_a1"
@@ -618,13 +719,16 @@ USAGE_RECORDED = gql("subscription { usageRecorded { id model provider endpoint 
 
 
 def ws_transport(world: World, key: str) -> WebsocketsTransport:
-    return WebsocketsTransport(url=world.base.replace("http://", "ws://") + "/graphql",
-                               init_payload={"Authorization": f"Bearer {world.secrets[key]}"},
-                               subprotocols=["graphql-transport-ws"])
+    return WebsocketsTransport(
+        url=world.base.replace("http://", "ws://") + "/graphql",
+        init_payload={"Authorization": f"Bearer {world.secrets[key]}"},
+        subprotocols=["graphql-transport-ws"],
+    )
 
 
-async def collect(world: World, key: str, subscription: Any, trigger: Any, count: int = 1,
-                  settle: float = 0.0) -> list[dict[str, Any]]:
+async def collect(
+    world: World, key: str, subscription: Any, trigger: Any, count: int = 1, settle: float = 0.0
+) -> list[dict[str, Any]]:
     """Subscribe with one key, run `trigger`, return the first `count` results (and, after `settle`
     seconds more, any extra ones)."""
     async with Client(transport=ws_transport(world, key)) as session:
@@ -655,12 +759,14 @@ async def test_credit_mutation_is_idempotent_operator_only_and_announced(world: 
 
     async def trigger() -> None:
         # A credit of another account first: B's subscriber must not see it.
-        other = await asyncio.to_thread(world.gql, CREDIT, ADMIN, id=str(world.account_ids["A"]), amount="0.01",
-                                        key="gql-a-1")
+        other = await asyncio.to_thread(
+            world.gql, CREDIT, ADMIN, id=str(world.account_ids["A"]), amount="0.01", key="gql-a-1"
+        )
         assert other["data"]["creditBalance"]["replayed"] is False
         for _ in range(2):
-            body = await asyncio.to_thread(world.gql, CREDIT, ADMIN, id=b_id, amount="2.0000000001",
-                                           key="gql-b-1", description="goodwill")
+            body = await asyncio.to_thread(
+                world.gql, CREDIT, ADMIN, id=b_id, amount="2.0000000001", key="gql-b-1", description="goodwill"
+            )
             assert "errors" not in body, body
             results.append(body["data"]["creditBalance"])
 
@@ -687,21 +793,44 @@ async def test_credit_mutation_is_idempotent_operator_only_and_announced(world: 
 
 async def test_usage_recorded_reaches_only_its_account(world: World) -> None:
     def event(account: str, usage_id: int) -> UsageRecorded:
-        return UsageRecorded(usage_id, world.account_ids[account], None, "gpt-4o-mini", "openai", CHAT, 12, 3,
-                             D("0.0000123"), 200, False, NOW)
+        return UsageRecorded(
+            usage_id,
+            world.account_ids[account],
+            None,
+            "gpt-4o-mini",
+            "openai",
+            CHAT,
+            12,
+            3,
+            D("0.0000123"),
+            200,
+            False,
+            NOW,
+        )
 
     async def trigger() -> None:
         assert world.loop is not None
         world.loop.call_soon_threadsafe(world.app.state.broker.dispatch, [event("B", 9001), event("A", 9002)])
 
     received = await collect(world, "k1", USAGE_RECORDED, trigger, count=1, settle=0.3)
-    assert received == [{"id": "usage_9002", "model": "gpt-4o-mini", "provider": "openai", "endpoint": CHAT,
-                         "keyId": None, "inputTokens": 12, "cost": "0.0000123", "status": 200}]
+    assert received == [
+        {
+            "id": "usage_9002",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "endpoint": CHAT,
+            "keyId": None,
+            "inputTokens": 12,
+            "cost": "0.0000123",
+            "status": 200,
+        }
+    ]
 
 
 async def test_subscriptions_need_an_api_key(world: World) -> None:
-    transport = WebsocketsTransport(url=world.base.replace("http://", "ws://") + "/graphql", init_payload={},
-                                    subprotocols=["graphql-transport-ws"])
+    transport = WebsocketsTransport(
+        url=world.base.replace("http://", "ws://") + "/graphql", init_payload={}, subprotocols=["graphql-transport-ws"]
+    )
     async with Client(transport=transport) as session:
         with pytest.raises(Exception, match="API key is required"):
             async for _ in session.subscribe(BALANCE_CHANGED):
@@ -710,15 +839,25 @@ async def test_subscriptions_need_an_api_key(world: World) -> None:
 
 def cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": world.url.render_as_string(hide_password=False)}
-    return subprocess.run([sys.executable, str(ROOT / "server.py"), *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
 
 
 async def test_cli_credit_is_idempotent(world: World) -> None:
     b_id = str(world.account_ids["B"])
     before = world.ok("/balance", key="kb")["balance"]
-    args = ("accounts", "credit", b_id, "--amount", "3.25", "--idempotency-key", "cli-b-1",
-            "--description", "invoice 7")
+    args = (
+        "accounts",
+        "credit",
+        b_id,
+        "--amount",
+        "3.25",
+        "--idempotency-key",
+        "cli-b-1",
+        "--description",
+        "invoice 7",
+    )
     runs: list[subprocess.CompletedProcess[str]] = []
 
     async def trigger() -> None:
@@ -735,7 +874,8 @@ async def test_cli_credit_is_idempotent(world: World) -> None:
     assert world.ok("/balance", key="kb")["balance"] == before + D("3.25")
     history = world.ok("/billing/history", key="kb")["data"]
     assert [(t["amount"], t["description"]) for t in history if t["description"] == "invoice 7"] == [
-        (D("3.25"), "invoice 7")]
+        (D("3.25"), "invoice 7")
+    ]
     if on_postgres:
         assert [(e["transactionId"], D(e["amount"])) for e in events] == [(history[0]["id"], D("3.25"))]
 

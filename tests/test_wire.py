@@ -33,18 +33,23 @@ def test_no_string_can_pass_for_a_number() -> None:
     """Whatever a description holds stays a string: the writer's marks are drawn anew for each answer."""
     tricky = ["\x00abc:1", "\\u0000", '"quoted"', "naïve"]
     assert json.loads(dumps({"descriptions": tricky, "amount": Decimal("1.5")})) == {
-        "descriptions": tricky, "amount": 1.5}
+        "descriptions": tricky,
+        "amount": 1.5,
+    }
     with pytest.raises(ValueError):
         dumps({"bad": Decimal("NaN")})
 
 
-@pytest.mark.parametrize(("raw", "allow_zero", "message"), [
-    ("abc", False, "'abc' is not a USD amount"),
-    ("0", False, "must be a positive USD amount, got 0"),
-    ("-1", True, "must be a non-negative USD amount, got -1"),
-    ("1.00000000001", False, "at most 10 decimal places, got 1.00000000001"),
-    ("Infinity", False, "must be a positive USD amount, got Infinity"),
-])
+@pytest.mark.parametrize(
+    ("raw", "allow_zero", "message"),
+    [
+        ("abc", False, "'abc' is not a USD amount"),
+        ("0", False, "must be a positive USD amount, got 0"),
+        ("-1", True, "must be a non-negative USD amount, got -1"),
+        ("1.00000000001", False, "at most 10 decimal places, got 1.00000000001"),
+        ("Infinity", False, "must be a positive USD amount, got Infinity"),
+    ],
+)
 def test_one_way_to_read_an_amount(raw: str, allow_zero: bool, message: str) -> None:
     with pytest.raises(BadInput) as refused:
         parse_amount(raw, allow_zero=allow_zero)

@@ -49,9 +49,32 @@ from datasources.catalog.entries import ModelIdentity
 # Suffix tokens that name a deployment flavour of a model (→ variant), popped from the end of the id.
 VARIANT_TOKENS = frozenset(
     {
-        "fp8", "fp4", "fp16", "bf16", "int8", "int4", "awq", "nvfp4", "mxfp4", "gguf", "dynamic",
-        "mtp", "turbo", "fast", "highspeed", "lightning", "ultra", "tput", "specdec", "free",
-        "basic", "long", "lora", "us", "eu", "spot",
+        "fp8",
+        "fp4",
+        "fp16",
+        "bf16",
+        "int8",
+        "int4",
+        "awq",
+        "nvfp4",
+        "mxfp4",
+        "gguf",
+        "dynamic",
+        "mtp",
+        "turbo",
+        "fast",
+        "highspeed",
+        "lightning",
+        "ultra",
+        "tput",
+        "specdec",
+        "free",
+        "basic",
+        "long",
+        "lora",
+        "us",
+        "eu",
+        "spot",
     }
 )
 
@@ -191,17 +214,51 @@ SKIP_PREFIXES = ("flux-", "lyria", "together-ai-", "fireworks-ai-", "ft:", "cont
 
 # Families: first matching prefix of the slug wins; "nemotron" anywhere wins over "llama".
 FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("llama", "llama"), ("codellama", "llama"), ("deepseek", "deepseek"), ("qwen", "qwen"),
-    ("qwq", "qwen"), ("mistral", "mistral"), ("mixtral", "mistral"), ("ministral", "mistral"),
-    ("codestral", "mistral"), ("pixtral", "mistral"), ("magistral", "mistral"),
-    ("devstral", "mistral"), ("voxtral", "mistral"), ("open-mistral", "mistral"), ("gpt", "gpt"),
-    ("o1", "gpt"), ("o3", "gpt"), ("o4", "gpt"), ("chatgpt", "gpt"), ("claude", "claude"),
-    ("gemini", "gemini"), ("gemma", "gemma"), ("codegemma", "gemma"), ("grok", "grok"),
-    ("glm", "glm"), ("kimi", "kimi"), ("moonshot", "kimi"), ("minimax", "minimax"), ("phi", "phi"),
-    ("nova", "nova"), ("titan", "nova"), ("command", "command"), ("c4ai", "command"),
-    ("jamba", "jamba"), ("hermes", "hermes"), ("nous-hermes", "hermes"), ("sonar", "sonar"),
-    ("granite", "granite"), ("ernie", "ernie"), ("doubao", "doubao"), ("seed", "doubao"),
-    ("mimo", "mimo"), ("palmyra", "palmyra"), ("muse", "muse"), ("inkling", "inkling"),
+    ("llama", "llama"),
+    ("codellama", "llama"),
+    ("deepseek", "deepseek"),
+    ("qwen", "qwen"),
+    ("qwq", "qwen"),
+    ("mistral", "mistral"),
+    ("mixtral", "mistral"),
+    ("ministral", "mistral"),
+    ("codestral", "mistral"),
+    ("pixtral", "mistral"),
+    ("magistral", "mistral"),
+    ("devstral", "mistral"),
+    ("voxtral", "mistral"),
+    ("open-mistral", "mistral"),
+    ("gpt", "gpt"),
+    ("o1", "gpt"),
+    ("o3", "gpt"),
+    ("o4", "gpt"),
+    ("chatgpt", "gpt"),
+    ("claude", "claude"),
+    ("gemini", "gemini"),
+    ("gemma", "gemma"),
+    ("codegemma", "gemma"),
+    ("grok", "grok"),
+    ("glm", "glm"),
+    ("kimi", "kimi"),
+    ("moonshot", "kimi"),
+    ("minimax", "minimax"),
+    ("phi", "phi"),
+    ("nova", "nova"),
+    ("titan", "nova"),
+    ("command", "command"),
+    ("c4ai", "command"),
+    ("jamba", "jamba"),
+    ("hermes", "hermes"),
+    ("nous-hermes", "hermes"),
+    ("sonar", "sonar"),
+    ("granite", "granite"),
+    ("ernie", "ernie"),
+    ("doubao", "doubao"),
+    ("seed", "doubao"),
+    ("mimo", "mimo"),
+    ("palmyra", "palmyra"),
+    ("muse", "muse"),
+    ("inkling", "inkling"),
 )
 
 # Sizes the name does not say (total parameters, billions).
@@ -222,9 +279,18 @@ PARAMS_BY_PATTERN: tuple[tuple[re.Pattern[str], Decimal], ...] = (
 # Widely sold reference models: the benchmark feed.
 BENCHMARK_SLUGS = frozenset(
     {
-        "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-3.3-70b", "deepseek-v3",
-        "deepseek-r1", "gpt-4o", "gpt-4o-mini", "claude-sonnet-4.5", "qwen3-235b-a22b",
-        "gpt-oss-120b", "mixtral-8x7b",
+        "llama-3.1-8b",
+        "llama-3.1-70b",
+        "llama-3.1-405b",
+        "llama-3.3-70b",
+        "deepseek-v3",
+        "deepseek-r1",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "claude-sonnet-4.5",
+        "qwen3-235b-a22b",
+        "gpt-oss-120b",
+        "mixtral-8x7b",
     }
 )
 
@@ -237,8 +303,17 @@ DISPLAY_NAMES: dict[str, str] = {
 }
 
 DISPLAY_TOKENS: dict[str, str] = {
-    "gpt": "GPT", "llama": "Llama", "deepseek": "DeepSeek", "glm": "GLM", "minimax": "MiniMax",
-    "vl": "VL", "moe": "MoE", "oss": "OSS", "codellama": "CodeLlama", "qwq": "QwQ", "mimo": "MiMo",
+    "gpt": "GPT",
+    "llama": "Llama",
+    "deepseek": "DeepSeek",
+    "glm": "GLM",
+    "minimax": "MiniMax",
+    "vl": "VL",
+    "moe": "MoE",
+    "oss": "OSS",
+    "codellama": "CodeLlama",
+    "qwq": "QwQ",
+    "mimo": "MiMo",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +446,7 @@ def _spell(name: str, variants: list[str]) -> str:
     for prefix in ("fw-", "spot-"):
         if s.startswith(prefix):
             variants.append(prefix[:-1])
-            s = s[len(prefix):]
+            s = s[len(prefix) :]
     while (stripped := VENDOR_DASH_PREFIX.sub("", s, count=1)) != s:
         s = stripped
     s = _strip_date(s)

@@ -43,8 +43,15 @@ class IngestResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.providers_created or self.models_created or self.offers_created
-                    or self.offers_updated or self.ticks or self.status_changes or self.backfilled)
+        return bool(
+            self.providers_created
+            or self.models_created
+            or self.offers_created
+            or self.offers_updated
+            or self.ticks
+            or self.status_changes
+            or self.backfilled
+        )
 
 
 def _unique(entries: Iterable[OfferEntry]) -> list[OfferEntry]:
@@ -71,10 +78,7 @@ async def apply_offers(
     provider_ids = await _ensure_providers(session, {e.provider for e in entries}, result)
     model_ids = await _ensure_models(session, {e.model.slug: e.model for e in entries}, result)
 
-    current = {
-        (o.provider_id, o.model_id, o.variant): o
-        for o in (await session.execute(select(Offer))).scalars()
-    }
+    current = {(o.provider_id, o.model_id, o.variant): o for o in (await session.execute(select(Offer))).scalars()}
     new_rows: list[dict[str, object]] = []
     new_entries: list[OfferEntry] = []
     for done, entry in enumerate(entries, 1):
@@ -85,21 +89,29 @@ async def apply_offers(
             new_rows.append(_offer_values(entry, pid, mid, input_price, output_price, source, observed_at))
             new_entries.append(entry)
         else:
-            await _update_offer(session, offer, entry, input_price, output_price, source,
-                                observed_at, confirm, result)
+            await _update_offer(session, offer, entry, input_price, output_price, source, observed_at, confirm, result)
         if progress and done % CHUNK == 0:
             progress(CHUNK)
     if progress:
         progress(len(entries) % CHUNK)
 
     for start in range(0, len(new_rows), CHUNK):
-        rows = new_rows[start:start + CHUNK]
+        rows = new_rows[start : start + CHUNK]
         ids = (await session.execute(insert(Offer).returning(Offer.id), rows)).scalars().all()
-        for offer_id, row, entry in zip(ids, rows, new_entries[start:start + CHUNK], strict=True):
-            result.ticks.append(PriceChanged(
-                offer_id, entry.provider, entry.model.slug, entry.variant,
-                entry.input_per_1m, entry.output_per_1m, None, None, observed_at,
-            ))
+        for offer_id, row, entry in zip(ids, rows, new_entries[start : start + CHUNK], strict=True):
+            result.ticks.append(
+                PriceChanged(
+                    offer_id,
+                    entry.provider,
+                    entry.model.slug,
+                    entry.variant,
+                    entry.input_per_1m,
+                    entry.output_per_1m,
+                    None,
+                    None,
+                    observed_at,
+                )
+            )
     result.offers_created = len(new_rows)
     await _insert_ticks(session, result.ticks, source)
     await _refresh_model_context(session, {model_ids[e.model.slug] for e in entries})
@@ -107,8 +119,13 @@ async def apply_offers(
 
 
 def _offer_values(
-    entry: OfferEntry, provider_id: int, model_id: int, input_price: Decimal, output_price: Decimal,
-    source: str, observed_at: datetime,
+    entry: OfferEntry,
+    provider_id: int,
+    model_id: int,
+    input_price: Decimal,
+    output_price: Decimal,
+    source: str,
+    observed_at: datetime,
 ) -> dict[str, object]:
     return {
         "provider_id": provider_id,
@@ -129,8 +146,15 @@ def _offer_values(
 
 
 async def _update_offer(
-    session: AsyncSession, offer: Offer, entry: OfferEntry, input_price: Decimal, output_price: Decimal,
-    source: str, observed_at: datetime, confirm: bool, result: IngestResult,
+    session: AsyncSession,
+    offer: Offer,
+    entry: OfferEntry,
+    input_price: Decimal,
+    output_price: Decimal,
+    source: str,
+    observed_at: datetime,
+    confirm: bool,
+    result: IngestResult,
 ) -> None:
     if observed_at < offer.updated_at:
         await _record_history(session, offer, input_price, output_price, source, observed_at, result)
@@ -139,20 +163,35 @@ async def _update_offer(
     price_changed = offer.input_per_1m != input_price or offer.output_per_1m != output_price
     if price_changed:
         values.update(input_per_1m=input_price, output_per_1m=output_price, updated_at=observed_at)
-        result.ticks.append(PriceChanged(
-            offer.id, entry.provider, entry.model.slug, entry.variant, input_price, output_price,
-            offer.input_per_1m, offer.output_per_1m, observed_at,
-        ))
-    for name in ("provider_model_id", "context_window", "max_output_tokens", "supports_vision",
-                 "supports_tools"):
+        result.ticks.append(
+            PriceChanged(
+                offer.id,
+                entry.provider,
+                entry.model.slug,
+                entry.variant,
+                input_price,
+                output_price,
+                offer.input_per_1m,
+                offer.output_per_1m,
+                observed_at,
+            )
+        )
+    for name in ("provider_model_id", "context_window", "max_output_tokens", "supports_vision", "supports_tools"):
         if getattr(offer, name) != getattr(entry, name):
             values[name] = getattr(entry, name)
     if offer.status != OfferStatus.LIVE:
         values["status"] = OfferStatus.LIVE
-        result.status_changes.append(StatusChanged(
-            offer.id, entry.provider, entry.model.slug, entry.variant, OfferStatus.LIVE.value,
-            OfferStatus(offer.status).value, observed_at,
-        ))
+        result.status_changes.append(
+            StatusChanged(
+                offer.id,
+                entry.provider,
+                entry.model.slug,
+                entry.variant,
+                OfferStatus.LIVE.value,
+                OfferStatus(offer.status).value,
+                observed_at,
+            )
+        )
     if values:
         result.offers_updated += 1
     else:
@@ -163,34 +202,52 @@ async def _update_offer(
 
 
 async def _record_history(
-    session: AsyncSession, offer: Offer, input_price: Decimal, output_price: Decimal, source: str,
-    observed_at: datetime, result: IngestResult,
+    session: AsyncSession,
+    offer: Offer,
+    input_price: Decimal,
+    output_price: Decimal,
+    source: str,
+    observed_at: datetime,
+    result: IngestResult,
 ) -> None:
     """An observation older than the offer's current price: a fact about the past. It becomes a tick
     at its own time when it differs from the price then in force, and leaves today's price alone."""
-    then = (await session.execute(
-        select(PriceTick.input_per_1m, PriceTick.output_per_1m)
-        .where(PriceTick.offer_id == offer.id, PriceTick.observed_at <= observed_at)
-        .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc()).limit(1)
-    )).one_or_none()
+    then = (
+        await session.execute(
+            select(PriceTick.input_per_1m, PriceTick.output_per_1m)
+            .where(PriceTick.offer_id == offer.id, PriceTick.observed_at <= observed_at)
+            .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
     if then is not None and (then.input_per_1m, then.output_per_1m) == (input_price, output_price):
         result.unchanged += 1
         return
-    await session.execute(insert(PriceTick).values(
-        offer_id=offer.id, input_per_1m=input_price, output_per_1m=output_price, observed_at=observed_at,
-        source=source,
-    ))
+    await session.execute(
+        insert(PriceTick).values(
+            offer_id=offer.id,
+            input_per_1m=input_price,
+            output_per_1m=output_price,
+            observed_at=observed_at,
+            source=source,
+        )
+    )
     result.backfilled += 1
 
 
 async def _insert_ticks(session: AsyncSession, ticks: list[PriceChanged], source: str) -> None:
     rows = [
-        {"offer_id": t.offer_id, "input_per_1m": t.input_per_1m, "output_per_1m": t.output_per_1m,
-         "observed_at": t.observed_at, "source": source}
+        {
+            "offer_id": t.offer_id,
+            "input_per_1m": t.input_per_1m,
+            "output_per_1m": t.output_per_1m,
+            "observed_at": t.observed_at,
+            "source": source,
+        }
         for t in ticks
     ]
     for start in range(0, len(rows), CHUNK):
-        await session.execute(insert(PriceTick), rows[start:start + CHUNK])
+        await session.execute(insert(PriceTick), rows[start : start + CHUNK])
 
 
 async def _ensure_providers(session: AsyncSession, slugs: set[str], result: IngestResult) -> dict[str, int]:
@@ -200,12 +257,14 @@ async def _ensure_providers(session: AsyncSession, slugs: set[str], result: Inge
         rows = []
         for slug in missing:
             info = PROVIDERS.get(slug)
-            rows.append({
-                "slug": slug,
-                "name": info.name if info else slug,
-                "signup_url": info.signup_url if info else None,
-                "base_url": info.base_url if info else None,
-            })
+            rows.append(
+                {
+                    "slug": slug,
+                    "name": info.name if info else slug,
+                    "signup_url": info.signup_url if info else None,
+                    "base_url": info.base_url if info else None,
+                }
+            )
         created = await session.execute(insert(Provider).returning(Provider.slug, Provider.id), rows)
         ids.update(created.all())
         result.providers_created = len(missing)
@@ -223,7 +282,7 @@ async def _ensure_models(
         if identity and _model_values(identity) != _model_values(model):
             await session.execute(update(Model).where(Model.id == model.id).values(**_model_values(identity)))
     for start in range(0, len(missing), CHUNK):
-        rows = [{"slug": slug, **_model_values(identities[slug])} for slug in missing[start:start + CHUNK]]
+        rows = [{"slug": slug, **_model_values(identities[slug])} for slug in missing[start : start + CHUNK]]
         created = await session.execute(insert(Model).returning(Model.slug, Model.id), rows)
         ids.update(created.all())
     result.models_created = len(missing)
@@ -243,17 +302,15 @@ async def _refresh_model_context(session: AsyncSession, model_ids: set[int]) -> 
     """A model's context window is the largest its live offers give."""
     if not model_ids:
         return
-    rows = (await session.execute(
-        select(Offer.model_id, Offer.context_window).where(Offer.model_id.in_(model_ids))
-    )).all()
+    rows = (
+        await session.execute(select(Offer.model_id, Offer.context_window).where(Offer.model_id.in_(model_ids)))
+    ).all()
     best: dict[int, int | None] = dict.fromkeys(model_ids)
     for model_id, window in rows:
         known = best[model_id]
         if window is not None and (known is None or window > known):
             best[model_id] = window
-    current = dict((await session.execute(
-        select(Model.id, Model.context_window).where(Model.id.in_(model_ids))
-    )).all())
+    current = dict((await session.execute(select(Model.id, Model.context_window).where(Model.id.in_(model_ids)))).all())
     for model_id, window in best.items():
         if current.get(model_id) != window:
             await session.execute(update(Model).where(Model.id == model_id).values(context_window=window))

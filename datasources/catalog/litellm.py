@@ -23,8 +23,7 @@ from datasources.money import per_token_to_per_1m
 
 # Key prefixes that route to a provider in LiteLLM but are not part of the provider's model id.
 ROUTE_PREFIXES = frozenset(
-    {"vertex_ai", "bedrock", "bedrock_mantle", "amazon-nova", "text-completion-openai",
-     "text-completion-codestral"}
+    {"vertex_ai", "bedrock", "bedrock_mantle", "amazon-nova", "text-completion-openai", "text-completion-codestral"}
 )
 # LiteLLM providers that are a separate endpoint of one of our providers: their offers get a variant.
 PROVIDER_VARIANTS = {"bedrock_mantle": "mantle", "codestral": "codestral-api"}
@@ -118,8 +117,7 @@ def _offer(key: str, entry: dict[str, object], path: str, skipped: Counter[str])
         context_window=context,
         max_output_tokens=max_output,
         supports_vision=entry.get("supports_vision") is True,
-        supports_tools=entry.get("supports_function_calling") is True
-        or entry.get("supports_tool_choice") is True,
+        supports_tools=entry.get("supports_function_calling") is True or entry.get("supports_tool_choice") is True,
         source_key=key,
     )
 

@@ -63,9 +63,9 @@ SKIPPED_TAGS = frozenset({"free"})
 # --------------------------------------------------------------------------------------------
 
 
-
 def _table(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
 
 def parse_openrouter(data: object, path: str) -> list[OfferEntry]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -233,4 +233,3 @@ def _int(value: object, entry: str, path: str, field: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise CatalogFormatError(path, entry, f"{field} is {value!r}, not an integer")
     return value
-

@@ -72,24 +72,33 @@ async def to_entries(session: AsyncSession, observations: Sequence[Observation])
                 raise BadInput(f"prices[{index}].{field}: must be a non-negative number, got {value}")
         provider = await _provider_slug(session, seen.provider, index)
         identity = await _model_identity(session, seen.model, index)
-        current = (await session.execute(
-            select(Offer).join(Provider).join(Model)
-            .where(Provider.slug == provider, Model.slug == identity.slug, Offer.variant == seen.variant)
-        )).scalar_one_or_none()
+        current = (
+            await session.execute(
+                select(Offer)
+                .join(Provider)
+                .join(Model)
+                .where(Provider.slug == provider, Model.slug == identity.slug, Offer.variant == seen.variant)
+            )
+        ).scalar_one_or_none()
 
         def keep(given: T | None, name: str, default: T) -> T:
             return given if given is not None else (getattr(current, name) if current else default)
 
-        entries.append(OfferEntry(
-            provider=provider, model=identity, variant=seen.variant,
-            provider_model_id=keep(seen.provider_model_id, "provider_model_id", seen.model),
-            input_per_1m=seen.input_per_1m, output_per_1m=seen.output_per_1m,
-            context_window=keep(seen.context_window, "context_window", None),
-            max_output_tokens=current.max_output_tokens if current else None,
-            supports_vision=keep(seen.supports_vision, "supports_vision", False),
-            supports_tools=keep(seen.supports_tools, "supports_tools", False),
-            source_key=f"{SOURCE}:{provider}/{identity.slug}",
-        ))
+        entries.append(
+            OfferEntry(
+                provider=provider,
+                model=identity,
+                variant=seen.variant,
+                provider_model_id=keep(seen.provider_model_id, "provider_model_id", seen.model),
+                input_per_1m=seen.input_per_1m,
+                output_per_1m=seen.output_per_1m,
+                context_window=keep(seen.context_window, "context_window", None),
+                max_output_tokens=current.max_output_tokens if current else None,
+                supports_vision=keep(seen.supports_vision, "supports_vision", False),
+                supports_tools=keep(seen.supports_tools, "supports_tools", False),
+                source_key=f"{SOURCE}:{provider}/{identity.slug}",
+            )
+        )
     return entries
 
 

@@ -35,6 +35,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+
 class MoneyType(TypeDecorator[Decimal]):
     """USD per 1M tokens and USD amounts, exact on every backend, read back without trailing zeros.
 
@@ -297,9 +298,7 @@ class BalanceTransaction(Base):
     amount: Mapped[Decimal] = mapped_column(Money)
     balance_after: Mapped[Decimal] = mapped_column(Money)
     description: Mapped[str] = mapped_column(String(256), default="")
-    usage_record_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("usage_records.id", ondelete="SET NULL")
-    )
+    usage_record_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("usage_records.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
 

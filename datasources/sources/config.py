@@ -63,8 +63,9 @@ class SourcesConfig:
         config = cls(
             kinds=kinds,
             openrouter_models_url=_url(env, "OPENROUTER_MODELS_URL", DEFAULT_MODELS_URL),
-            openrouter_endpoints_urls=tuple(_url_value("OPENROUTER_ENDPOINTS_URLS", u)
-                                            for u in _list(env, "OPENROUTER_ENDPOINTS_URLS", lower=False)),
+            openrouter_endpoints_urls=tuple(
+                _url_value("OPENROUTER_ENDPOINTS_URLS", u) for u in _list(env, "OPENROUTER_ENDPOINTS_URLS", lower=False)
+            ),
             litellm_prices=env.get("LITELLM_PRICES_URL", "").strip() or LITELLM_URL,
             price_file=_path(env, "PRICE_FILE"),
             price_file_format=env.get("PRICE_FILE_FORMAT", "").strip().lower() or "litellm",

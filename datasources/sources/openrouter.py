@@ -86,9 +86,13 @@ def _record(record: object) -> object:
     architecture = model.get("architecture") if isinstance(model.get("architecture"), dict) else {}
     inner = {"input_modalities": architecture.get("input_modalities") or []}
     endpoints = [
-        {**e, "provider_slug": e.get("provider_slug") or e.get("tag") or _slug(e.get("provider_name")),
-         "model": e.get("model") or inner}
-        if isinstance(e, dict) else e
+        {
+            **e,
+            "provider_slug": e.get("provider_slug") or e.get("tag") or _slug(e.get("provider_name")),
+            "model": e.get("model") or inner,
+        }
+        if isinstance(e, dict)
+        else e
         for e in model["endpoints"]
     ]
     return {"model_slug": slug, "variant": tag or None, "endpoints": endpoints}

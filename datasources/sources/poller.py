@@ -83,9 +83,16 @@ async def poll_once(
         try:
             async with write_lock:
                 await _apply_snapshot(sessionmaker, broker, source, entries, report)
-            log.info("price source %s: %d offers, %d new, %d changed, %d unavailable, %d back, %d stale",
-                     source.name, report.listed, report.created, report.changed, report.unavailable,
-                     report.live_again, report.stale)
+            log.info(
+                "price source %s: %d offers, %d new, %d changed, %d unavailable, %d back, %d stale",
+                source.name,
+                report.listed,
+                report.created,
+                report.changed,
+                report.unavailable,
+                report.live_again,
+                report.stale,
+            )
             return report
         except Exception as exc:  # rolled back; reported below
             raise_if_cancelled()
@@ -106,8 +113,11 @@ async def poll_once(
 
 
 async def _apply_snapshot(
-    sessionmaker: async_sessionmaker[AsyncSession], broker: Broker, source: Source,
-    entries: list[OfferEntry], report: PollReport,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    broker: Broker,
+    source: Source,
+    entries: list[OfferEntry],
+    report: PollReport,
 ) -> None:
     now = report.at
     async with sessionmaker() as session, session.begin():
@@ -125,12 +135,12 @@ async def _apply_snapshot(
     report.events = events
 
 
-async def _owned(
-    session: AsyncSession, source: str, *conditions: ColumnElement[bool]
-) -> list[tuple[Offer, str, str]]:
+async def _owned(session: AsyncSession, source: str, *conditions: ColumnElement[bool]) -> list[tuple[Offer, str, str]]:
     rows = await session.execute(
-        select(Offer, Provider.slug, Model.slug).join(Provider, Offer.provider_id == Provider.id)
-        .join(Model, Offer.model_id == Model.id).where(Offer.source == source, *conditions)
+        select(Offer, Provider.slug, Model.slug)
+        .join(Provider, Offer.provider_id == Provider.id)
+        .join(Model, Offer.model_id == Model.id)
+        .where(Offer.source == source, *conditions)
         .order_by(Offer.id)
     )
     return [(offer, provider, model) for offer, provider, model in rows]
@@ -139,11 +149,13 @@ async def _owned(
 async def _set_status(
     session: AsyncSession, rows: list[tuple[Offer, str, str]], status: OfferStatus, at: datetime
 ) -> list[StatusChanged]:
-    events = [StatusChanged(offer.id, provider, model, offer.variant, status.value, OfferStatus(offer.status).value, at)
-              for offer, provider, model in rows]
+    events = [
+        StatusChanged(offer.id, provider, model, offer.variant, status.value, OfferStatus(offer.status).value, at)
+        for offer, provider, model in rows
+    ]
     ids = [event.offer_id for event in events]
     for start in range(0, len(ids), CHUNK):
-        await session.execute(update(Offer).where(Offer.id.in_(ids[start:start + CHUNK])).values(status=status))
+        await session.execute(update(Offer).where(Offer.id.in_(ids[start : start + CHUNK])).values(status=status))
     return events
 
 
@@ -240,4 +252,3 @@ class Pollers:
                 raise_if_cancelled()
                 log.exception("price source %s: poll failed", source.name)
             await asyncio.sleep(source.interval)
-

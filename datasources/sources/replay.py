@@ -111,14 +111,23 @@ def _row(raw: dict[str, str | None], path: str, line: int) -> tuple[str, ReplayR
     try:
         input_price, output_price = Decimal(raw["input_per_1m"] or ""), Decimal(raw["output_per_1m"] or "")
     except InvalidOperation:
-        raise SourceError(f"{where}: prices {raw['input_per_1m']!r}, {raw['output_per_1m']!r} are not numbers") from None
+        raise SourceError(
+            f"{where}: prices {raw['input_per_1m']!r}, {raw['output_per_1m']!r} are not numbers"
+        ) from None
     if not (input_price.is_finite() and output_price.is_finite()) or input_price < 0 or output_price < 0:
         raise SourceError(f"{where}: prices must be finite and not negative")
     entry = OfferEntry(
-        provider=provider, model=found.model, variant=variant,
+        provider=provider,
+        model=found.model,
+        variant=variant,
         provider_model_id=_api_model_id(provider, model_id),
-        input_per_1m=input_price, output_per_1m=output_price, context_window=None, max_output_tokens=None,
-        supports_vision=False, supports_tools=False, source_key=key,
+        input_per_1m=input_price,
+        output_per_1m=output_price,
+        context_window=None,
+        max_output_tokens=None,
+        supports_vision=False,
+        supports_tools=False,
+        source_key=key,
     )
     return key, ReplayRow(at, offer_key, entry)
 
@@ -131,11 +140,18 @@ async def apply_group(session: AsyncSession, group: ReplayGroup, source: str, at
         if row.entry is None:
             continue
         offer = existing.get(row.key)
-        entries.append(row.entry if offer is None else replace(
-            row.entry, provider_model_id=offer.provider_model_id, context_window=offer.context_window,
-            max_output_tokens=offer.max_output_tokens, supports_vision=offer.supports_vision,
-            supports_tools=offer.supports_tools,
-        ))
+        entries.append(
+            row.entry
+            if offer is None
+            else replace(
+                row.entry,
+                provider_model_id=offer.provider_model_id,
+                context_window=offer.context_window,
+                max_output_tokens=offer.max_output_tokens,
+                supports_vision=offer.supports_vision,
+                supports_tools=offer.supports_tools,
+            )
+        )
     result = await apply_offers(session, entries, source=source, observed_at=at, confirm=True)
     events: list[Event] = [*result.ticks, *result.status_changes]
     for row in group.rows:
@@ -152,7 +168,8 @@ async def _offers(session: AsyncSession, keys: set[OfferKey]) -> dict[OfferKey, 
     if not keys:
         return {}
     rows = await session.execute(
-        select(Offer, Provider.slug, Model.slug).join(Provider, Offer.provider_id == Provider.id)
+        select(Offer, Provider.slug, Model.slug)
+        .join(Provider, Offer.provider_id == Provider.id)
         .join(Model, Offer.model_id == Model.id)
         .where(Provider.slug.in_({k[0] for k in keys}), Model.slug.in_({k[1] for k in keys}))
     )
@@ -207,10 +224,13 @@ class Replay:
         try:
             async with sessionmaker() as session, session.begin():
                 events = await apply_group(session, group, self.name, at)
-                live = (await session.execute(
-                    select(func.count()).select_from(Offer)
-                    .where(Offer.source == self.name, Offer.status == OfferStatus.LIVE)
-                )).scalar_one()
+                live = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(Offer)
+                        .where(Offer.source == self.name, Offer.status == OfferStatus.LIVE)
+                    )
+                ).scalar_one()
                 await record_ok(session, self.name, at, live)
                 await broker.publish(session, events)
             self.groups_applied += 1

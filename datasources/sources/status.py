@@ -37,7 +37,7 @@ async def record_ok(session: AsyncSession, name: str, at: datetime, offers: int)
 
 async def record_error(session: AsyncSession, name: str, at: datetime, error: str) -> None:
     """The last error stays after a later success; `last_ok_at > last_error_at` tells it is over."""
-    text = error if len(error) <= ERROR_LIMIT else error[:ERROR_LIMIT - 1] + "…"
+    text = error if len(error) <= ERROR_LIMIT else error[: ERROR_LIMIT - 1] + "…"
     await _upsert(session, name, {"last_poll_at": at, "last_error": text, "last_error_at": at})
 
 

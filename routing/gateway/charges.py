@@ -30,9 +30,12 @@ async def first_affordable(x: Exchange, candidates: list[Candidate]) -> int:
             return index
         except errors.InsufficientBalance as exc:
             shortfall = exc
-    raise GatewayError(402, f"insufficient balance for a request through Coaxiom's provider keys: {shortfall}; "
-                            "top up, or send your own provider keys in X-Provider-Keys",
-                       "insufficient_balance") from None
+    raise GatewayError(
+        402,
+        f"insufficient balance for a request through Coaxiom's provider keys: {shortfall}; "
+        "top up, or send your own provider keys in X-Provider-Keys",
+        "insufficient_balance",
+    ) from None
 
 
 async def afford(x: Exchange, candidate: Candidate) -> bool:
@@ -62,13 +65,21 @@ def release(x: Exchange) -> None:
 
 def begin(x: Exchange, candidate: Candidate, model_slug: str) -> None:
     """The pending usage record, queued before the first upstream call; its commit overlaps it."""
-    x.recorded = x.gateway.recorder.begin(Pending(
-        request_id=x.request_id, account_id=x.account_id,
-        api_key_id=x.principal.key_id if x.principal else None, model_slug=model_slug,
-        endpoint=x.scope["path"], held=x.hold.amount if x.hold else Decimal(0),
-        lease_id=x.hold.lease_id if x.hold else None, provider_slug=candidate.slug, variant=candidate.variant,
-        key_source=candidate.key_source, created_at=x.created_at,
-    ))
+    x.recorded = x.gateway.recorder.begin(
+        Pending(
+            request_id=x.request_id,
+            account_id=x.account_id,
+            api_key_id=x.principal.key_id if x.principal else None,
+            model_slug=model_slug,
+            endpoint=x.scope["path"],
+            held=x.hold.amount if x.hold else Decimal(0),
+            lease_id=x.hold.lease_id if x.hold else None,
+            provider_slug=candidate.slug,
+            variant=candidate.variant,
+            key_source=candidate.key_source,
+            created_at=x.created_at,
+        )
+    )
 
 
 async def durable(x: Exchange) -> None:
@@ -78,12 +89,23 @@ async def durable(x: Exchange) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(x.recorded), RECORD_TIMEOUT)
     except TimeoutError:
-        raise GatewayError(503, "the request could not be recorded (the database does not answer); it was "
-                                "not delivered and is not charged", "recording_unavailable") from None
+        raise GatewayError(
+            503,
+            "the request could not be recorded (the database does not answer); it was not delivered and is not charged",
+            "recording_unavailable",
+        ) from None
 
 
-def settle(x: Exchange, model_slug: str, status: int, candidate: Candidate | None, prompt: int = 0,
-           completion: int = 0, estimated: bool = False, bill: bool = False) -> None:
+def settle(
+    x: Exchange,
+    model_slug: str,
+    status: int,
+    candidate: Candidate | None,
+    prompt: int = 0,
+    completion: int = 0,
+    estimated: bool = False,
+    bill: bool = False,
+) -> None:
     """Settle the pending usage record: what was used and cost; a platform key's cost is charged from the
     hold (and, past it, from what the lease has free), or the hold goes back unused."""
     if x.finished:
@@ -97,12 +119,24 @@ def settle(x: Exchange, model_slug: str, status: int, candidate: Candidate | Non
         else:
             x.gateway.credit.release(x.hold)
         x.hold = None
-    x.gateway.recorder.finish(Finished(
-        request_id=x.request_id, account_id=x.account_id, model_slug=model_slug, status=status,
-        api_key_id=x.principal.key_id if x.principal else None, endpoint=x.scope["path"],
-        created_at=x.created_at, provider_slug=candidate.slug if candidate else None,
-        variant=candidate.variant if candidate else None, key_source=candidate.key_source if candidate else None,
-        prompt_tokens=prompt if bill else 0, completion_tokens=completion if bill else 0, cost=cost,
-        latency_ms=round((time.monotonic() - x.started) * 1000), estimated=estimated and bill,
-        from_lease=from_lease, beyond=beyond,
-    ))
+    x.gateway.recorder.finish(
+        Finished(
+            request_id=x.request_id,
+            account_id=x.account_id,
+            model_slug=model_slug,
+            status=status,
+            api_key_id=x.principal.key_id if x.principal else None,
+            endpoint=x.scope["path"],
+            created_at=x.created_at,
+            provider_slug=candidate.slug if candidate else None,
+            variant=candidate.variant if candidate else None,
+            key_source=candidate.key_source if candidate else None,
+            prompt_tokens=prompt if bill else 0,
+            completion_tokens=completion if bill else 0,
+            cost=cost,
+            latency_ms=round((time.monotonic() - x.started) * 1000),
+            estimated=estimated and bill,
+            from_lease=from_lease,
+            beyond=beyond,
+        )
+    )

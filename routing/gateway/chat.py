@@ -60,26 +60,36 @@ class ChatCompletions:
         gateway = x.gateway
         raw = await request.read_body(x.receive)
         headers = request.headers(x.scope)
-        principal = await authenticate(gateway.keys, headers.get("authorization"), request.client_ip(x.scope),
-                                       gateway.operator)
+        principal = await authenticate(
+            gateway.keys, headers.get("authorization"), request.client_ip(x.scope), gateway.operator
+        )
         if principal.account_id is None:
-            raise GatewayError(401, "API key required: send Authorization: Bearer cxm_... (routing needs the "
-                                    "developer plan or higher)", "unauthenticated", {"www-authenticate": "Bearer"})
+            raise GatewayError(
+                401,
+                "API key required: send Authorization: Bearer cxm_... (routing needs the developer plan or higher)",
+                "unauthenticated",
+                {"www-authenticate": "Bearer"},
+            )
         x.principal = principal
         require(principal.rules, Feature.ROUTING)
         x.body = request.parse_body(raw)
         x.stream = x.body.get("stream") is True
         customer_keys = parse_provider_keys(headers.get(KEYS_HEADER))
         preferences = parse_preferences(x.body.get("provider"))
-        selection = select_candidates(gateway.book.catalog, x.body["model"], preferences, customer_keys,
-                                      gateway.config, gateway.health)
+        selection = select_candidates(
+            gateway.book.catalog, x.body["model"], preferences, customer_keys, gateway.config, gateway.health
+        )
         candidates = selection.candidates
         if not candidates:
             wait = max(1, round(min(selection.skipped.values()) - time.monotonic())) if selection.skipped else 1
             cooling = ", ".join(sorted(selection.skipped))
-            raise GatewayError(503, f"every provider of {selection.model.slug} is cooling down after failures "
-                                    f"or rate limits ({cooling}); retry after {wait} s", "providers_unavailable",
-                               {"retry-after": str(wait)})
+            raise GatewayError(
+                503,
+                f"every provider of {selection.model.slug} is cooling down after failures "
+                f"or rate limits ({cooling}); retry after {wait} s",
+                "providers_unavailable",
+                {"retry-after": str(wait)},
+            )
         x.prompt_tokens = metering.prompt_tokens(x.body)
         first = await charges.first_affordable(x, candidates)
         x.admission = await callers.admit(gateway.quotas, principal)
@@ -92,15 +102,19 @@ class ChatCompletions:
         try:
             for candidate in candidates:
                 if not await charges.afford(x, candidate):
-                    failures.append(forward.Failure(candidate.slug, "skipped: the balance cannot cover its price",
-                                                    402, breaker=False))
+                    failures.append(
+                        forward.Failure(
+                            candidate.slug, "skipped: the balance cannot cover its price", 402, breaker=False
+                        )
+                    )
                     continue
                 if x.recorded is None:
                     charges.begin(x, candidate, model_slug)
                 payload = forward.upstream_body(x.body, candidate, x.stream)
                 gateway.health.begin(candidate.slug)
-                outcome = await _unless_gone(watcher, forward.open_attempt(
-                    gateway.client, candidate, payload, x.stream, x.request_id))
+                outcome = await _unless_gone(
+                    watcher, forward.open_attempt(gateway.client, candidate, payload, x.stream, x.request_id)
+                )
                 if outcome is None:
                     gateway.health.abandoned(candidate.slug)
                     return charges.settle(x, model_slug, 499, candidate)
@@ -146,13 +160,19 @@ class ChatCompletions:
         attempts = [f.describe() for f in failures]
         if failures and all(f.status == 429 for f in failures):
             wait = max(1, round(min(f.retry_after or 1 for f in failures)))
-            error = GatewayError(429, f"every provider rate-limited the request ({tried})", "providers_rate_limited",
-                                 {"retry-after": str(wait)}, {"attempts": attempts})
+            error = GatewayError(
+                429,
+                f"every provider rate-limited the request ({tried})",
+                "providers_rate_limited",
+                {"retry-after": str(wait)},
+                {"attempts": attempts},
+            )
         elif not failures:
             error = GatewayError(503, "no provider could be tried", "providers_unavailable", {"retry-after": "1"})
         else:
-            error = GatewayError(502, f"every provider failed: {tried}", "upstream_failed", None,
-                                 {"attempts": attempts})
+            error = GatewayError(
+                502, f"every provider failed: {tried}", "upstream_failed", None, {"attempts": attempts}
+            )
         charges.settle(x, model_slug, error.status, None)
         await self.refuse(x, error)
 

@@ -22,6 +22,7 @@ TYPES = {
     504: "upstream_timeout",
 }
 
+
 class GatewayError(Exception):
     """A refusal or failure with its HTTP status, an OpenAI error `code`, and extra headers."""
 

@@ -54,8 +54,13 @@ class Exchange:
 
     async def start(self, status: int, content_type: bytes, extra: dict[str, str] | None = None) -> None:
         self.response_started = True
-        await self.send({"type": "http.response.start", "status": status,
-                         "headers": [(b"content-type", content_type), *self.headers(extra)]})
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type), *self.headers(extra)],
+            }
+        )
 
     async def answer(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
         await self.start(status, b"application/json", {**(extra or {}), "content-length": str(len(body))})

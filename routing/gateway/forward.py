@@ -35,9 +35,13 @@ _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 def make_client(max_connections: int = 1000) -> aiohttp.ClientSession:
     """The one upstream client of a process: aiohttp's HTTP/1.1 keep-alive pool, no cookies, no redirects."""
     connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30.0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                 auto_decompress=False, trust_env=False,
-                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0))
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+    )
 
 
 TransportError = (aiohttp.ClientError, OSError)  # a connection refused, reset or cut short
@@ -104,8 +108,11 @@ async def open_attempt(
     try:
         async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
             response = await client.post(
-                candidate.provider.chat_url(), data=payload, headers=_headers(candidate, stream, request_id),
-                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+                candidate.provider.chat_url(),
+                data=payload,
+                headers=_headers(candidate, stream, request_id),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
             )
             if not 200 <= response.status < 300:
                 return await _refused(candidate, response)
@@ -172,8 +179,13 @@ async def _refused(candidate: Candidate, response: aiohttp.ClientResponse) -> Fa
         message, code = None, None
     secrets = [candidate.key]
     if status == 429:
-        return Failure(candidate.slug, "rate limited", status,
-                       retry_after=parse_retry_after(response.headers.get("retry-after")), breaker=False)
+        return Failure(
+            candidate.slug,
+            "rate limited",
+            status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            breaker=False,
+        )
     if status not in NO_FALLBACK:
         return Failure(candidate.slug, f"HTTP {status}", status, breaker=status in BREAKER_STATUSES)
     if status in (401, 403):
@@ -183,8 +195,9 @@ async def _refused(candidate: Candidate, response: aiohttp.ClientResponse) -> Fa
             return GatewayError(502, text, "provider_auth_failed", metadata={"provider": candidate.slug})
     else:
         text = f"{candidate.slug}: " + redact(message or f"HTTP {status}", secrets)[:2000]
-    return GatewayError(status, text, code if isinstance(code, str) else f"upstream_{status}",
-                        metadata={"provider": candidate.slug})
+    return GatewayError(
+        status, text, code if isinstance(code, str) else f"upstream_{status}", metadata={"provider": candidate.slug}
+    )
 
 
 def coaxiom(candidate: Candidate, latency_ms: int) -> dict[str, Any]:
@@ -282,7 +295,7 @@ def scan(state: StreamState, data: bytes) -> bytes:
     kept = []
     start = 0
     for match in _BOUNDARY.finditer(complete):
-        event = complete[start:match.end()]
+        event = complete[start : match.end()]
         start = match.end()
         if _is_done(event):
             state.done = True

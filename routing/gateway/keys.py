@@ -31,7 +31,7 @@ def parse_provider_keys(raw: str | None) -> dict[str, str]:
     try:
         decoded = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        raise _bad("not base64 (send base64 of a JSON object: {\"groq\": \"gsk_...\"})") from None
+        raise _bad('not base64 (send base64 of a JSON object: {"groq": "gsk_..."})') from None
     try:
         data = json.loads(decoded.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -61,6 +61,6 @@ def redact(text: str, secrets: Iterable[str], window: int = 6) -> str:
             text = text.replace(secret, "[redacted]")
         if len(secret) >= window:
             for start in range(len(secret) - window + 1):
-                if secret[start:start + window] in text:
+                if secret[start : start + window] in text:
                     return "[an upstream message that quoted a provider key was withheld]"
     return text

@@ -95,8 +95,9 @@ class CompletionCounter:
             if isinstance(value, str):
                 self.chars += len(value)
             elif isinstance(value, list):
-                self.chars += sum(len(p.get("text", "")) for p in value if isinstance(p, dict)
-                                  and isinstance(p.get("text"), str))
+                self.chars += sum(
+                    len(p.get("text", "")) for p in value if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
         for call in message.get("tool_calls") or []:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):

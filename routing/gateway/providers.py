@@ -81,9 +81,7 @@ class GatewayConfig:
 
     @classmethod
     def defaults(cls) -> GatewayConfig:
-        return cls(providers={
-            slug: ProviderConfig(slug, info.name, info.base_url) for slug, info in PROVIDERS.items()
-        })
+        return cls(providers={slug: ProviderConfig(slug, info.name, info.base_url) for slug, info in PROVIDERS.items()})
 
     @classmethod
     def from_file(cls, path: Path) -> GatewayConfig:
@@ -104,8 +102,13 @@ class GatewayConfig:
             raise ProvidersFileError(f"{where}: [gateway] must be a table")
         timeouts = _timeouts(gateway, Timeouts(), f"{where}: [gateway]")
         options: dict[str, Any] = {}
-        unknown = set(gateway) - {"breaker_failures", "breaker_cooldown", "connect_timeout", "first_byte_timeout",
-                                  "total_timeout"}
+        unknown = set(gateway) - {
+            "breaker_failures",
+            "breaker_cooldown",
+            "connect_timeout",
+            "first_byte_timeout",
+            "total_timeout",
+        }
         if unknown:
             raise ProvidersFileError(f"{where}: [gateway]: unknown field(s) {', '.join(sorted(unknown))}")
         for name, kind in (("breaker_failures", int), ("breaker_cooldown", float)):
@@ -121,8 +124,15 @@ class GatewayConfig:
                 raise ProvidersFileError(f"{label}: unknown provider slug {slug!r}")
             if not isinstance(table, dict):
                 raise ProvidersFileError(f"{label} must be a table")
-            unknown = set(table) - {"base_url", "api_key", "auth", "connect_timeout", "first_byte_timeout",
-                                    "total_timeout", "name"}
+            unknown = set(table) - {
+                "base_url",
+                "api_key",
+                "auth",
+                "connect_timeout",
+                "first_byte_timeout",
+                "total_timeout",
+                "name",
+            }
             if unknown:
                 raise ProvidersFileError(f"{label}: unknown field(s) {', '.join(sorted(unknown))}")
             current = providers[slug]
@@ -136,8 +146,12 @@ class GatewayConfig:
             if base_url is not None and not base_url.startswith(("http://", "https://")):
                 raise ProvidersFileError(f"{label}: base_url must be an http(s) URL")
             providers[slug] = replace(
-                current, base_url=base_url, api_key=table.get("api_key") or None, auth=auth,
-                name=table.get("name", current.name), timeouts=_timeouts(table, timeouts, label),
+                current,
+                base_url=base_url,
+                api_key=table.get("api_key") or None,
+                auth=auth,
+                name=table.get("name", current.name),
+                timeouts=_timeouts(table, timeouts, label),
             )
         return replace(base, providers=providers, timeouts=timeouts, **options)
 

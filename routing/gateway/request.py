@@ -27,8 +27,9 @@ async def read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise GatewayError(413, f"the request body is larger than {MAX_BODY // (1024 * 1024)} MB",
-                               "request_too_large")
+            raise GatewayError(
+                413, f"the request body is larger than {MAX_BODY // (1024 * 1024)} MB", "request_too_large"
+            )
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)

@@ -30,10 +30,13 @@ async def route_models(call: Call) -> dict[str, Any]:
         if provider not in offers or total < offers[provider][0]:
             offers[provider] = (total, offer.provider_model_id)
     models = [
-        {"slug": slug, "providers": [
-            {"provider": p, "model_id": model_id, "configured": config.providers[p].configured}
-            for p, (_, model_id) in sorted(offers.items(), key=lambda item: (item[1][0], item[0]))
-        ]}
+        {
+            "slug": slug,
+            "providers": [
+                {"provider": p, "model_id": model_id, "configured": config.providers[p].configured}
+                for p, (_, model_id) in sorted(offers.items(), key=lambda item: (item[1][0], item[0]))
+            ],
+        }
         for slug, offers in sorted(by_model.items())
     ]
     return {"models": models, "count": len(models)}

@@ -18,9 +18,25 @@ from routing.gateway.health import Health
 from routing.gateway.providers import GatewayConfig, ProviderConfig
 
 # Without live prices: the price API document's provider order, then the rest by slug.
-STATIC_PRIORITY = ("together", "groq", "fireworks", "deepinfra", "nebius", "cerebras", "mistral", "sambanova",
-                   "xai", "hyperbolic", "novita", "lambda", "nvidia", "perplexity", "cloudflare", "digitalocean",
-                   "openai")
+STATIC_PRIORITY = (
+    "together",
+    "groq",
+    "fireworks",
+    "deepinfra",
+    "nebius",
+    "cerebras",
+    "mistral",
+    "sambanova",
+    "xai",
+    "hyperbolic",
+    "novita",
+    "lambda",
+    "nvidia",
+    "perplexity",
+    "cloudflare",
+    "digitalocean",
+    "openai",
+)
 SORTS = ("price", "latency", "throughput")
 
 
@@ -78,8 +94,11 @@ def _price(value: Any, name: str) -> Decimal | None:
     except InvalidOperation:
         amount = Decimal("NaN")
     if isinstance(value, bool) or not amount.is_finite() or amount < 0:
-        raise GatewayError(400, f"provider.max_price.{name} must be a non-negative number (USD per 1M tokens)",
-                           "invalid_provider_preferences")
+        raise GatewayError(
+            400,
+            f"provider.max_price.{name} must be a non-negative number (USD per 1M tokens)",
+            "invalid_provider_preferences",
+        )
     return amount
 
 
@@ -91,19 +110,26 @@ def parse_preferences(value: Any) -> Preferences:
     known = {"order", "only", "ignore", "sort", "allow_fallbacks", "max_price"}
     unknown = sorted(set(value) - known)
     if unknown:
-        raise GatewayError(400, f"provider: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-                           "invalid_provider_preferences")
+        raise GatewayError(
+            400,
+            f"provider: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+            "invalid_provider_preferences",
+        )
     sort = value.get("sort") or "price"
     if sort not in SORTS:
-        raise GatewayError(400, f"provider.sort must be one of {', '.join(SORTS)}, got {sort!r}",
-                           "invalid_provider_preferences")
+        raise GatewayError(
+            400, f"provider.sort must be one of {', '.join(SORTS)}, got {sort!r}", "invalid_provider_preferences"
+        )
     fallbacks = value.get("allow_fallbacks", True)
     if not isinstance(fallbacks, bool):
         raise GatewayError(400, "provider.allow_fallbacks must be true or false", "invalid_provider_preferences")
     max_price = value.get("max_price") or {}
     if not isinstance(max_price, dict) or set(max_price) - {"prompt", "completion"}:
-        raise GatewayError(400, 'provider.max_price must be {"prompt": USD per 1M, "completion": USD per 1M}',
-                           "invalid_provider_preferences")
+        raise GatewayError(
+            400,
+            'provider.max_price must be {"prompt": USD per 1M, "completion": USD per 1M}',
+            "invalid_provider_preferences",
+        )
     return Preferences(
         order=tuple(_slugs(value["order"], "order")) if "order" in value else (),
         only=frozenset(_slugs(value["only"], "only")) if "only" in value else None,
@@ -125,8 +151,11 @@ class Selection:
 def offers_for(catalog: Catalog, text: str) -> tuple[ModelRow, ProviderRow | None, list[tuple[OfferRow, ProviderRow]]]:
     """The model a request names and its offers that are not unavailable, from the price book."""
     model, pinned = catalog.find_model_ref(text)
-    rows = [(o, catalog.providers[o.provider_id]) for o in catalog.model_offers(model.id)
-            if o.status is not OfferStatus.UNAVAILABLE and (pinned is None or o.provider_id == pinned.id)]
+    rows = [
+        (o, catalog.providers[o.provider_id])
+        for o in catalog.model_offers(model.id)
+        if o.status is not OfferStatus.UNAVAILABLE and (pinned is None or o.provider_id == pinned.id)
+    ]
     return model, pinned, rows
 
 
@@ -166,23 +195,38 @@ def select_candidates(
         else:
             unkeyed.append(provider.slug)
             continue
-        keyed.append(Candidate(
-            provider=conf, offer_id=offer.id, model_slug=model.slug, variant=offer.variant,
-            provider_model_id=offer.provider_model_id, input_per_1m=offer.input_per_1m,
-            output_per_1m=offer.output_per_1m, max_output_tokens=offer.max_output_tokens,
-            key=key, key_source=source, routed_by_price=by_price,
-        ))
+        keyed.append(
+            Candidate(
+                provider=conf,
+                offer_id=offer.id,
+                model_slug=model.slug,
+                variant=offer.variant,
+                provider_model_id=offer.provider_model_id,
+                input_per_1m=offer.input_per_1m,
+                output_per_1m=offer.output_per_1m,
+                max_output_tokens=offer.max_output_tokens,
+                key=key,
+                key_source=source,
+                routed_by_price=by_price,
+            )
+        )
     if not keyed:
         if unkeyed:
             names = ", ".join(dict.fromkeys(unkeyed))
-            raise GatewayError(400, f"no provider key for {model.slug}: pass a key for one of {names} in "
-                                    "X-Provider-Keys", "provider_key_required")
+            raise GatewayError(
+                400,
+                f"no provider key for {model.slug}: pass a key for one of {names} in X-Provider-Keys",
+                "provider_key_required",
+            )
         raise GatewayError(404, f"no routable provider serves {model.slug}", "model_not_found")
 
     candidates = _apply(keyed, preferences, health, by_price)
     if not candidates:
-        raise GatewayError(404, f"no provider of {model.slug} matches the provider preferences "
-                                "(only, ignore, max_price)", "no_provider_matches")
+        raise GatewayError(
+            404,
+            f"no provider of {model.slug} matches the provider preferences (only, ignore, max_price)",
+            "no_provider_matches",
+        )
     if not preferences.allow_fallbacks:
         candidates = candidates[:1]
     ready, skipped = [], {}
@@ -197,8 +241,10 @@ def select_candidates(
 
 def _apply(candidates: list[Candidate], prefs: Preferences, health: Health, by_price: bool) -> list[Candidate]:
     out = [
-        c for c in candidates
-        if (prefs.only is None or c.slug in prefs.only) and c.slug not in prefs.ignore
+        c
+        for c in candidates
+        if (prefs.only is None or c.slug in prefs.only)
+        and c.slug not in prefs.ignore
         and (prefs.max_prompt is None or c.input_per_1m <= prefs.max_prompt)
         and (prefs.max_completion is None or c.output_per_1m <= prefs.max_completion)
     ]

@@ -45,8 +45,17 @@ class Gateway:
 
     @classmethod
     def start(cls, config: GatewayConfig, state: Any) -> Gateway:
-        return cls(config, forward.make_client(), Health(config.breaker_failures, config.breaker_cooldown),
-                   state.keys, state.quotas, state.credit, state.recorder, state.book, state.operator)
+        return cls(
+            config,
+            forward.make_client(),
+            Health(config.breaker_failures, config.breaker_cooldown),
+            state.keys,
+            state.quotas,
+            state.credit,
+            state.recorder,
+            state.book,
+            state.operator,
+        )
 
     async def stop(self) -> None:
         await self.client.close()

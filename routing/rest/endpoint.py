@@ -21,6 +21,7 @@ from routing.wire import dumps
 
 log = logging.getLogger("pricegraph.rest")
 
+
 class JSON(JSONResponse):
     """JSON with Decimal money written as exact numbers (`routing.wire`)."""
 
@@ -107,8 +108,9 @@ Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 
 async def principal_for(request: Request) -> Principal:
     client = request.client.host if request.client else "unknown"
-    return await authenticate(request.app.state.keys, request.headers.get("authorization"), client,
-                              request.app.state.operator)
+    return await authenticate(
+        request.app.state.keys, request.headers.get("authorization"), client, request.app.state.operator
+    )
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -135,8 +137,11 @@ def _endpoint(handler: Handler, cached: bool) -> Callable[[Request], Awaitable[R
                 if hit is not None:  # the same question from the same plan answered before: only the quota
                     await call.admit(None)
                     assert call.admission is not None
-                    return Response(hit, media_type="application/json",
-                                    headers={**callers.rate_limit_headers(call.admission), "X-Cache": "hit"})
+                    return Response(
+                        hit,
+                        media_type="application/json",
+                        headers={**callers.rate_limit_headers(call.admission), "X-Cache": "hit"},
+                    )
             body = await handler(call)
             if call.admission is None:
                 raise RuntimeError(f"{handler.__name__} answered without admitting the request")

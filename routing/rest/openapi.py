@@ -30,42 +30,70 @@ SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": STRING, "code": INTEGER}),
     "Price": _object(
         {
-            "provider": STRING, "input_per_1m": NUMBER, "output_per_1m": NUMBER, "blended_per_1m": NUMBER,
-            "context_window": NULLABLE_INTEGER, "status": STATUS, "model": STRING, "variant": STRING,
-            "provider_model_id": STRING, "supports_vision": BOOLEAN, "supports_tools": BOOLEAN,
+            "provider": STRING,
+            "input_per_1m": NUMBER,
+            "output_per_1m": NUMBER,
+            "blended_per_1m": NUMBER,
+            "context_window": NULLABLE_INTEGER,
+            "status": STATUS,
+            "model": STRING,
+            "variant": STRING,
+            "provider_model_id": STRING,
+            "supports_vision": BOOLEAN,
+            "supports_tools": BOOLEAN,
             "updated_at": STRING,
         },
     ),
     "PricesResponse": _object({"model": NULLABLE_STRING, "updated_at": NULLABLE_STRING, "prices": _list("Price")}),
     "Candle": _object(
         {
-            "date": STRING, "open": NUMBER, "high": NUMBER, "low": NUMBER, "close": NUMBER,
-            "change_pct": NUMBER, "timestamp": STRING, "ticks": INTEGER,
+            "date": STRING,
+            "open": NUMBER,
+            "high": NUMBER,
+            "low": NUMBER,
+            "close": NUMBER,
+            "change_pct": NUMBER,
+            "timestamp": STRING,
+            "ticks": INTEGER,
         }
     ),
     "HistoryResponse": _object(
         {
-            "model": STRING, "provider": STRING, "interval": {"type": "string", "enum": ["1d", "1h"]},
-            "variant": STRING, "candles": _list("Candle"),
+            "model": STRING,
+            "provider": STRING,
+            "interval": {"type": "string", "enum": ["1d", "1h"]},
+            "variant": STRING,
+            "candles": _list("Candle"),
         }
     ),
     "Comparison": _object(
         {
-            "model": STRING, "cheapest_provider": NULLABLE_STRING, "cheapest_blended": NULLABLE_NUMBER,
-            "avg_blended": NULLABLE_NUMBER, "provider_count": INTEGER, "cheapest_variant": NULLABLE_STRING,
+            "model": STRING,
+            "cheapest_provider": NULLABLE_STRING,
+            "cheapest_blended": NULLABLE_NUMBER,
+            "avg_blended": NULLABLE_NUMBER,
+            "provider_count": INTEGER,
+            "cheapest_variant": NULLABLE_STRING,
         }
     ),
     "CompareResponse": _object({"updated_at": NULLABLE_STRING, "models": _list("Comparison")}),
     "Model": _object(
         {
-            "slug": STRING, "display_name": STRING, "family": STRING, "params_b": NULLABLE_NUMBER,
-            "context_window": NULLABLE_INTEGER, "provider_count": INTEGER, "is_benchmark": BOOLEAN,
+            "slug": STRING,
+            "display_name": STRING,
+            "family": STRING,
+            "params_b": NULLABLE_NUMBER,
+            "context_window": NULLABLE_INTEGER,
+            "provider_count": INTEGER,
+            "is_benchmark": BOOLEAN,
         }
     ),
     "ModelsResponse": _object({"models": _list("Model")}),
     "Provider": _object(
         {
-            "slug": STRING, "name": STRING, "model_count": INTEGER,
+            "slug": STRING,
+            "name": STRING,
+            "model_count": INTEGER,
             "status": {"type": "string", "enum": ["operational", "degraded", "unavailable"]},
             "signup_url": NULLABLE_STRING,
         }
@@ -75,14 +103,15 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _param(name: str, description: str, required: bool = False, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema or STRING}
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema or STRING}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
     reasons = {
-        400: "missing or invalid parameter (named in `error`)", 401: "invalid or revoked API key",
-        402: "the endpoint (or that much history) needs a higher plan", 404: "unknown model or provider slug",
+        400: "missing or invalid parameter (named in `error`)",
+        401: "invalid or revoked API key",
+        402: "the endpoint (or that much history) needs a higher plan",
+        404: "unknown model or provider slug",
         429: "quota spent; see Retry-After (seconds) and the X-RateLimit-* headers",
     }
     content = {"application/json": {"schema": _ref("Error")}}
@@ -116,27 +145,47 @@ def document(server: str = "/") -> dict[str, Any]:
         },
         "security": [{}, {"bearer": []}],
         "paths": {
-            "/prices": _operation("Live prices across providers", "PricesResponse", [MODEL, PROVIDER], "free", 400, 404),
+            "/prices": _operation(
+                "Live prices across providers", "PricesResponse", [MODEL, PROVIDER], "free", 400, 404
+            ),
             "/history": _operation(
-                "OHLC candles of the blended price for a model at a provider", "HistoryResponse",
+                "OHLC candles of the blended price for a model at a provider",
+                "HistoryResponse",
                 [
-                    {**MODEL, "required": True}, {**PROVIDER, "required": True},
-                    _param("days", "Days of history, 1-365 (over 30 needs team)",
-                           schema={"type": "integer", "minimum": 1, "maximum": 365, "default": 30}),
-                    _param("interval", "Candle interval (1h needs team)",
-                           schema={"type": "string", "enum": ["1d", "1h"], "default": "1d"}),
+                    {**MODEL, "required": True},
+                    {**PROVIDER, "required": True},
+                    _param(
+                        "days",
+                        "Days of history, 1-365 (over 30 needs team)",
+                        schema={"type": "integer", "minimum": 1, "maximum": 365, "default": 30},
+                    ),
+                    _param(
+                        "interval",
+                        "Candle interval (1h needs team)",
+                        schema={"type": "string", "enum": ["1d", "1h"], "default": "1d"},
+                    ),
                     _param("variant", "One variant of the provider's offer (default: its default build)"),
                 ],
-                "developer", 400, 402, 404,
+                "developer",
+                400,
+                402,
+                404,
             ),
             "/compare": _operation(
-                "Compare up to 5 models", "CompareResponse",
+                "Compare up to 5 models",
+                "CompareResponse",
                 [_param("models", "Comma-separated model slugs, at most 5", required=True), PROVIDER],
-                "team", 400, 402, 404,
+                "team",
+                400,
+                402,
+                404,
             ),
             "/models": _operation(
-                "Tracked models", "ModelsResponse",
-                [_param("family", "Only this family, e.g. llama"), PROVIDER], "free", 404,
+                "Tracked models",
+                "ModelsResponse",
+                [_param("family", "Only this family, e.g. llama"), PROVIDER],
+                "free",
+                404,
             ),
             "/providers": _operation("Tracked providers", "ProvidersResponse", [], "free"),
         },

@@ -29,7 +29,8 @@ def parse_time(raw: str, name: str) -> datetime:
     if moment is None:
         raise BadInput(
             f"{raw!r} is not Unix seconds, Unix milliseconds or a date "
-            "(e.g. 1719878400, 1719878400000, 2024-07-02 or 2024-07-02T00:00:00Z)", field=name
+            "(e.g. 1719878400, 1719878400000, 2024-07-02 or 2024-07-02T00:00:00Z)",
+            field=name,
         )
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 

@@ -206,7 +206,9 @@ async def me(call: Call) -> dict[str, Any]:
             "plan": account.plan.value,
             "created": unix(account.created_at),
         },
-        "api_key": None if key is None else {
+        "api_key": None
+        if key is None
+        else {
             "object": "api_key",
             "id": key.id,
             "name": key.name,
@@ -247,8 +249,12 @@ async def get_usage(call: Call) -> dict[str, Any]:
     async with call.sessionmaker() as session:
         summary = await usage.summary(session, scope)
         page = await usage.logs(session, scope, limit, after)
-    return {"object": "usage", **window_fields(scope), "summary": summary_object(scope, summary),
-            "logs": logs_list(page)}
+    return {
+        "object": "usage",
+        **window_fields(scope),
+        "summary": summary_object(scope, summary),
+        "logs": logs_list(page),
+    }
 
 
 @endpoint
@@ -306,8 +312,9 @@ usage_endpoints = _grouped(usage.by_endpoint, endpoint_entry, "usage_endpoints")
 async def billing_history(call: Call) -> dict[str, Any]:
     """Ledger rows, newest first: `limit`, `starting_after=txn_...`, the time filters and `type`."""
     account_id = call.principal.require_account()
-    start, end = usage.window(usage.UsageFilter(period=call.text("period"), start=_time(call, "start"),
-                                                end=_time(call, "end")))
+    start, end = usage.window(
+        usage.UsageFilter(period=call.text("period"), start=_time(call, "start"), end=_time(call, "end"))
+    )
     limit, after, kind = _limit(call), _after(call, billing.TRANSACTION_ID), call.text("type")
     await call.admit(None)
     await call.caught_up()

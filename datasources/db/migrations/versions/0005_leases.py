@@ -36,8 +36,9 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("amount >= 0", name=op.f("ck_credit_leases_amount_non_negative")),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_credit_leases_account_id_accounts"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_credit_leases_account_id_accounts"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_leases")),
     )
     op.create_index(op.f("ix_credit_leases_account_id"), "credit_leases", ["account_id"], unique=False)
