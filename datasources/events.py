@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from datasources.money import blended, percent_change
+from datasources.pricing import NO_DIMENSIONS, Dimensions, Price, PriceKind, dimensions_from_dict, dimensions_to_dict
 
 log = logging.getLogger("pricegraph.events")
 
@@ -47,6 +48,15 @@ class PriceChanged:
     previous_output_per_1m: Decimal | None
     observed_at: datetime
     status: str = "live"
+    dimensions: Dimensions = NO_DIMENSIONS  # the price's other dimensions (cache, reasoning, fees, tiers)
+
+    @property
+    def price(self) -> Price:
+        return Price(self.input_per_1m, self.output_per_1m, self.dimensions)
+
+    @property
+    def price_kind(self) -> PriceKind:
+        return self.price.kind
 
     @property
     def blended_per_1m(self) -> Decimal:
@@ -133,10 +143,19 @@ _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 def encode(event: Event) -> dict[str, Any]:
     kind = _KIND_OF[type(event)]
     values = {
-        k: (str(v) if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime) else v)
-        for k, v in asdict(event).items()
+        f.name: _encoded(getattr(event, f.name)) for f in fields(event) if getattr(event, f.name) != NO_DIMENSIONS
     }
     return {"kind": kind, **values}
+
+
+def _encoded(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Dimensions):
+        return dimensions_to_dict(value)
+    return value
 
 
 def decode(data: dict[str, Any]) -> Event:
@@ -144,7 +163,9 @@ def decode(data: dict[str, Any]) -> Event:
     values: dict[str, Any] = {}
     for f in fields(cls):
         raw = data.get(f.name)
-        if raw is not None and (f.name.endswith("_per_1m") or f.name in ("cost", "amount", "balance")):
+        if f.name == "dimensions":
+            raw = dimensions_from_dict(raw) if raw else NO_DIMENSIONS
+        elif raw is not None and (f.name.endswith("_per_1m") or f.name in ("cost", "amount", "balance")):
             raw = Decimal(raw)
         elif raw is not None and f.name.endswith("_at"):
             raw = datetime.fromisoformat(raw)

@@ -32,6 +32,7 @@ from datasources.catalog.providers import provider_slug
 from datasources.db.models import Model, Offer, OfferStatus, Provider
 from datasources.errors import NotFound
 from datasources.events import Event, MemoryBroker, PriceChanged, StatusChanged
+from datasources.pricing import NO_DIMENSIONS, Dimensions, Price, PriceKind, price_kind, price_of
 
 log = logging.getLogger("pricegraph.pricebook")
 
@@ -76,11 +77,26 @@ class OfferRow:
     source: str
     updated_at: datetime
     confirmed_at: datetime
+    dimensions: Dimensions = NO_DIMENSIONS
+
+    @property
+    def price(self) -> Price:
+        return Price(self.input_per_1m, self.output_per_1m, self.dimensions)
+
+    @property
+    def price_kind(self) -> PriceKind:
+        return price_kind(self.input_per_1m, self.output_per_1m, self.dimensions)
+
+    @property
+    def priced(self) -> bool:
+        """Whether the offer has a price to compare: free and unpriced offers are never the cheapest."""
+        return self.price_kind is PriceKind.PRICED
 
 
-def sort_key(offer: OfferRow) -> tuple[Decimal, int]:
-    """The one price order: cheapest blended first, then the oldest offer."""
-    return offer.input_per_1m + offer.output_per_1m, offer.id
+def sort_key(offer: OfferRow) -> tuple[bool, Decimal, int]:
+    """The one price order: priced offers, cheapest blended first, then the oldest offer; free and
+    unpriced offers after every priced one."""
+    return not offer.priced, offer.input_per_1m + offer.output_per_1m, offer.id
 
 
 def model_slugs(text: str) -> list[str]:
@@ -246,6 +262,7 @@ async def read_catalog(session: AsyncSession) -> Catalog:
             r.source,
             r.updated_at,
             r.confirmed_at,
+            price_of(r).dimensions,
         )
         for r in (await session.execute(select(Offer.__table__))).all()
     ]
@@ -332,6 +349,7 @@ class PriceBook:
                     offer,
                     input_per_1m=event.input_per_1m,
                     output_per_1m=event.output_per_1m,
+                    dimensions=event.dimensions,
                     updated_at=event.observed_at,
                     status=OfferStatus(event.status),
                 )

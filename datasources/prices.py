@@ -67,9 +67,15 @@ class Comparison:
     updated_at: datetime | None
 
 
-def cheapest(offers: Sequence[P]) -> P | None:
-    live = [o for o in offers if o.status is OfferStatus.LIVE]
-    return min(live, key=lambda o: (o.input_per_1m + o.output_per_1m, o.id)) if live else None
+def comparable(offer: OfferRow) -> bool:
+    """Whether an offer takes part in the cheapest price and the average: live, and priced (a free or
+    unpriced offer stays visible, never the cheapest)."""
+    return offer.status is OfferStatus.LIVE and offer.priced
+
+
+def cheapest(offers: Sequence[OfferRow]) -> OfferRow | None:
+    live = [o for o in offers if comparable(o)]
+    return min(live, key=sort_key) if live else None
 
 
 def current_prices(
@@ -97,8 +103,9 @@ def pair_offer(catalog: Catalog, model: ModelRow, provider: ProviderRow, variant
 
 def summarize(model: ModelRow, rows: Sequence[PriceRow]) -> Comparison:
     live = [r for r in rows if r.offer.status is OfferStatus.LIVE]
-    best = min(live, key=lambda r: sort_key(r.offer)) if live else None
-    average = price(sum((r.blended for r in live), Decimal(0)) / len(live)) if live else None
+    priced = [r for r in live if comparable(r.offer)]
+    best = min(priced, key=lambda r: sort_key(r.offer)) if priced else None
+    average = price(sum((r.blended for r in priced), Decimal(0)) / len(priced)) if priced else None
     return Comparison(
         model=model,
         cheapest=best,

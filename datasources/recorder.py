@@ -30,6 +30,7 @@ from datasources.credit import ZERO, CreditBook
 from datasources.db.models import UsageState
 from datasources.db.tables import ACCOUNTS, LEASES, LEDGER, RECORDS
 from datasources.events import BalanceChanged, Broker, Event, UsageRecorded
+from datasources.pricing import COST_PARTS, NO_COST, Cost
 
 log = logging.getLogger("pricegraph.recorder")
 
@@ -69,11 +70,18 @@ class Finished:
     key_source: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: Decimal = ZERO
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    breakdown: Cost = NO_COST  # what it cost, by part
     latency_ms: int | None = None
     estimated: bool = False
     from_lease: Decimal = ZERO  # charged from this process's lease
     beyond: Decimal = ZERO  # charged from what is available beyond the lease, if it covers it
+
+    @property
+    def cost(self) -> Decimal:
+        return self.breakdown.total
 
 
 @dataclass
@@ -271,7 +279,11 @@ class Recorder:
                 key_source=bindparam("new_key_source"),
                 prompt_tokens=bindparam("new_prompt"),
                 completion_tokens=bindparam("new_completion"),
+                cache_read_tokens=bindparam("new_cache_read"),
+                cache_write_tokens=bindparam("new_cache_write"),
+                reasoning_tokens=bindparam("new_reasoning"),
                 cost=bindparam("new_cost"),
+                **{f"cost_{part}": bindparam(f"new_cost_{part}") for part in COST_PARTS},
                 latency_ms=bindparam("new_latency"),
                 estimated=bindparam("new_estimated"),
                 state=UsageState.SETTLED,
@@ -285,7 +297,11 @@ class Recorder:
                     "new_key_source": f.key_source,
                     "new_prompt": f.prompt_tokens,
                     "new_completion": f.completion_tokens,
+                    "new_cache_read": f.cache_read_tokens,
+                    "new_cache_write": f.cache_write_tokens,
+                    "new_reasoning": f.reasoning_tokens,
                     "new_cost": f.cost,
+                    **{f"new_cost_{part}": value for part, value in f.breakdown.parts().items()},
                     "new_latency": f.latency_ms,
                     "new_estimated": f.estimated,
                 }

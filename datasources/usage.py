@@ -25,6 +25,7 @@ from datasources import paging
 from datasources.db.models import ApiKey, Money, UsageRecord
 from datasources.errors import BadInput, NotFound
 from datasources.money import price
+from datasources.pricing import COST_PARTS, NO_COST, Cost
 from datasources.prices import find_model_ref
 
 T = TypeVar("T")
@@ -170,6 +171,10 @@ class Totals:
     input_tokens: int
     output_tokens: int
     cost: Decimal
+    cached_tokens: int = 0  # prompt tokens read from the provider's cache (part of input_tokens)
+    cache_write_tokens: int = 0  # prompt tokens written to it (part of input_tokens)
+    reasoning_tokens: int = 0  # part of output_tokens
+    breakdown: Cost = NO_COST  # the cost by part (records from before the split count under none)
 
     @property
     def failed(self) -> int:
@@ -217,14 +222,29 @@ def _totals_columns() -> list[ColumnElement[Any]]:
         func.coalesce(func.sum(ok), 0).label("successful"),
         func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("input_tokens"),
         func.coalesce(func.sum(UsageRecord.completion_tokens), 0).label("output_tokens"),
+        func.coalesce(func.sum(UsageRecord.cache_read_tokens), 0).label("cached_tokens"),
+        func.coalesce(func.sum(UsageRecord.cache_write_tokens), 0).label("cache_write_tokens"),
+        func.coalesce(func.sum(UsageRecord.reasoning_tokens), 0).label("reasoning_tokens"),
         # Summed at the column's type: integer 1e-10 USD on SQLite, NUMERIC on PostgreSQL; Decimal back.
         type_coerce(func.coalesce(func.sum(UsageRecord.cost), 0), Money).label("total_cost"),
+        *(
+            type_coerce(func.coalesce(func.sum(getattr(UsageRecord, f"cost_{part}")), 0), Money).label(f"cost_{part}")
+            for part in COST_PARTS
+        ),
     ]
 
 
 def _totals(row: Any) -> Totals:
     return Totals(
-        int(row.requests), int(row.successful), int(row.input_tokens), int(row.output_tokens), price(row.total_cost)
+        int(row.requests),
+        int(row.successful),
+        int(row.input_tokens),
+        int(row.output_tokens),
+        price(row.total_cost),
+        int(row.cached_tokens),
+        int(row.cache_write_tokens),
+        int(row.reasoning_tokens),
+        Cost(**{part: price(getattr(row, f"cost_{part}")) for part in COST_PARTS}),
     )
 
 

@@ -9,15 +9,16 @@ from enum import Enum
 
 import strawberry
 
-from datasources import prices
+from datasources import prices, pricing
 from datasources.money import blended
 from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
-from schema.bounds import Page
+from schema.bounds import Page, Sized
 from schema.candles import CANDLES, Candle, CandleInterval, candles_of_offer
 from schema.context import Info
 
 MODEL_OFFERS = Page(default=50, maximum=100)  # the most offers of one model in the seed: 32
 PROVIDER_OFFERS = Page(default=100, maximum=500)  # the most offers of one provider in the seed: 478
+TIERS = Sized.fixed(pricing.MAX_TIERS, "an offer's context tiers")
 
 
 @strawberry.enum(description="Whether a source still confirms the offer.")
@@ -25,6 +26,37 @@ class OfferStatus(Enum):
     LIVE = "live"
     STALE = "stale"
     UNAVAILABLE = "unavailable"
+
+
+@strawberry.enum(description="What an offer's price says.")
+class PriceKind(Enum):
+    PRICED = "priced"
+    FREE = "free"
+    UNPRICED = "unpriced"
+
+
+@strawberry.type(description="Rates above a context threshold, USD per 1M tokens (null: as input / output).")
+class PriceTier:
+    above_tokens: int
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    cache_read_per_1m: Decimal | None
+    cache_write_per_1m: Decimal | None
+    cache_write_1h_per_1m: Decimal | None
+    reasoning_per_1m: Decimal | None
+
+    @classmethod
+    def of(cls, tier: pricing.Tier) -> PriceTier:
+        r = tier.rates
+        return cls(
+            above_tokens=tier.above,
+            input_per_1m=r.input,
+            output_per_1m=r.output,
+            cache_read_per_1m=r.cache_read,
+            cache_write_per_1m=r.cache_write,
+            cache_write_1h_per_1m=r.cache_write_1h,
+            reasoning_per_1m=r.reasoning,
+        )
 
 
 @strawberry.type(
@@ -57,6 +89,45 @@ class Price:
     @strawberry.field(description="(input + output) / 2.")
     def blended_per_1m(self) -> Decimal:
         return blended(self.row.input_per_1m, self.row.output_per_1m)
+
+    @strawberry.field(
+        description="PRICED, or FREE (the source says so) or UNPRICED (a zero that says nothing): neither is "
+        "ever the cheapest, averaged or routed to."
+    )
+    def price_kind(self) -> PriceKind:
+        return PriceKind(self.row.price_kind.value)
+
+    @strawberry.field(description="Cache reads, USD per 1M tokens; null: billed as input.")
+    def cache_read_per_1m(self) -> Decimal | None:
+        return self.row.dimensions.cache_read
+
+    @strawberry.field(description="Cache writes (5-minute), USD per 1M tokens; null: billed as input.")
+    def cache_write_per_1m(self) -> Decimal | None:
+        return self.row.dimensions.cache_write
+
+    @strawberry.field(description="Cache writes kept 1 hour, USD per 1M tokens; null: as 5-minute writes.")
+    def cache_write_1h_per_1m(self) -> Decimal | None:
+        return self.row.dimensions.cache_write_1h
+
+    @strawberry.field(description="Reasoning tokens, USD per 1M; null: billed as output.")
+    def reasoning_per_1m(self) -> Decimal | None:
+        return self.row.dimensions.reasoning
+
+    @strawberry.field(description="A fee per request, USD.")
+    def per_request(self) -> Decimal | None:
+        return self.row.dimensions.per_request
+
+    @strawberry.field(description="A fee per web search, USD.")
+    def per_search(self) -> Decimal | None:
+        return self.row.dimensions.per_search
+
+    @strawberry.field(
+        description="Context tiers, lowest first: above `aboveTokens` prompt tokens the whole request is "
+        f"priced at the tier's rates (at most {pricing.MAX_TIERS}).",
+        extensions=[TIERS],
+    )
+    def tiers(self) -> list[PriceTier]:
+        return [PriceTier.of(tier) for tier in self.row.dimensions.tiers[: pricing.MAX_TIERS]]
 
     @strawberry.field
     def context_window(self) -> int | None:

@@ -8,7 +8,7 @@ from typing import NewType, TypedDict
 
 import strawberry
 
-from datasources import billing, paging, usage
+from datasources import billing, paging, pricing, usage
 from datasources.db.models import UsageRecord
 from datasources.errors import BadInput
 from datasources.events import BalanceChanged, UsageRecorded
@@ -69,6 +69,21 @@ class UsageFilter:
         )
 
 
+@strawberry.type(description="What requests cost, by part, in USD; the parts add up to the cost.")
+class CostBreakdown:
+    input: Decimal = strawberry.field(description="Uncached prompt tokens.")
+    cache_read: Decimal = strawberry.field(description="Prompt tokens read from the provider's cache.")
+    cache_write: Decimal = strawberry.field(description="Prompt tokens written to the provider's cache.")
+    output: Decimal = strawberry.field(description="Completion tokens (reasoning ones too, unless priced apart).")
+    reasoning: Decimal = strawberry.field(description="Reasoning tokens, where priced apart from output.")
+    request: Decimal = strawberry.field(description="Per-request fees.")
+    search: Decimal = strawberry.field(description="Per-search fees.")
+
+    @classmethod
+    def of(cls, parts: pricing.Cost) -> CostBreakdown:
+        return cls(**parts.parts())
+
+
 class TotalsFields(TypedDict):
     """UsageTotals' fields, as keyword arguments."""
 
@@ -78,7 +93,11 @@ class TotalsFields(TypedDict):
     input_tokens: BigInt
     output_tokens: BigInt
     total_tokens: BigInt
+    cached_tokens: BigInt
+    cache_write_tokens: BigInt
+    reasoning_tokens: BigInt
     cost: Decimal
+    cost_breakdown: CostBreakdown
 
 
 @strawberry.type(description="Totals over the usage records a filter selects; cost in USD.")
@@ -86,10 +105,14 @@ class UsageTotals:
     requests: int
     successful_requests: int = strawberry.field(description="Status 2xx or 3xx.")
     failed_requests: int
-    input_tokens: BigInt
-    output_tokens: BigInt
+    input_tokens: BigInt = strawberry.field(description="Every prompt token, cached ones included.")
+    output_tokens: BigInt = strawberry.field(description="Every completion token, reasoning included.")
     total_tokens: BigInt
+    cached_tokens: BigInt = strawberry.field(description="Prompt tokens read from the provider's cache.")
+    cache_write_tokens: BigInt = strawberry.field(description="Prompt tokens written to the provider's cache.")
+    reasoning_tokens: BigInt = strawberry.field(description="Completion tokens spent on reasoning.")
     cost: Decimal
+    cost_breakdown: CostBreakdown
 
     @staticmethod
     def values(totals: usage.Totals) -> TotalsFields:
@@ -100,7 +123,11 @@ class UsageTotals:
             "input_tokens": BigInt(totals.input_tokens),
             "output_tokens": BigInt(totals.output_tokens),
             "total_tokens": BigInt(totals.total_tokens),
+            "cached_tokens": BigInt(totals.cached_tokens),
+            "cache_write_tokens": BigInt(totals.cache_write_tokens),
+            "reasoning_tokens": BigInt(totals.reasoning_tokens),
             "cost": totals.cost,
+            "cost_breakdown": CostBreakdown.of(totals.breakdown),
         }
 
     @classmethod
@@ -187,6 +214,18 @@ class UsageLog:
     def output_tokens(self) -> int:
         return self.row.completion_tokens
 
+    @strawberry.field(description="Prompt tokens read from the provider's cache (part of inputTokens).")
+    def cached_tokens(self) -> int:
+        return self.row.cache_read_tokens
+
+    @strawberry.field(description="Prompt tokens written to the provider's cache (part of inputTokens).")
+    def cache_write_tokens(self) -> int:
+        return self.row.cache_write_tokens
+
+    @strawberry.field(description="Completion tokens spent on reasoning (part of outputTokens).")
+    def reasoning_tokens(self) -> int:
+        return self.row.reasoning_tokens
+
     @strawberry.field(description="True when the upstream reported no usage and the tokens were counted here.")
     def estimated(self) -> bool:
         return self.row.estimated
@@ -194,6 +233,10 @@ class UsageLog:
     @strawberry.field(description="USD.")
     def cost(self) -> Decimal:
         return self.row.cost
+
+    @strawberry.field(description="The cost by part, USD.")
+    def cost_breakdown(self) -> CostBreakdown:
+        return CostBreakdown(**{part: getattr(self.row, f"cost_{part}") for part in pricing.COST_PARTS})
 
     @strawberry.field
     def latency_ms(self) -> int | None:

@@ -278,7 +278,7 @@ def test_model_by_slug_by_spelling_and_unknown(anon: Caller) -> None:
 PRICES = """
 query ($m: String, $p: String) {
   prices(model: $m, provider: $p) {
-    id variant inputPer1m outputPer1m blendedPer1m status
+    id variant inputPer1m outputPer1m blendedPer1m status priceKind
     model { slug } provider { slug }
   }
 }
@@ -298,11 +298,12 @@ def test_model_cheapest_and_provider_count_agree_with_prices(anon: Caller, slug:
     for price in prices:
         assert price["model"]["slug"] == slug
         assert blended(price) == (D(price["inputPer1m"]) + D(price["outputPer1m"])) / 2
-    keys = [(blended(p), int(p["id"])) for p in prices]
-    assert keys == sorted(keys)  # cheapest blended first, then the oldest offer
+    keys = [(p["priceKind"] != "PRICED", blended(p), int(p["id"])) for p in prices]
+    assert keys == sorted(keys)  # priced ones cheapest blended first, then the oldest; free and unpriced last
     assert [p["id"] for p in model["prices"]] == [p["id"] for p in prices] == [o["id"] for o in model["offers"]]
 
-    live = [p for p in prices if p["status"] == "LIVE"]
+    live = [p for p in prices if p["status"] == "LIVE" and p["priceKind"] == "PRICED"]
+    assert all(blended(p) > 0 for p in live)
     assert model["cheapest"]["id"] == live[0]["id"]
     assert blended(model["cheapest"]) == min(blended(p) for p in live)
     assert model["cheapest"]["provider"]["slug"] == live[0]["provider"]["slug"]
@@ -462,13 +463,14 @@ def test_compare_needs_the_team_plan_and_agrees_with_prices(anon: Caller, accoun
     rows = team.data(COMPARE, models=names)["compare"]
     assert [r["model"]["slug"] for r in rows] == names
     for row in rows:
-        prices = [p for p in anon.data(PRICES, m=row["model"]["slug"])["prices"] if p["status"] == "LIVE"]
+        live = [p for p in anon.data(PRICES, m=row["model"]["slug"])["prices"] if p["status"] == "LIVE"]
+        prices = [p for p in live if p["priceKind"] == "PRICED"]  # a zero is no price: never cheapest, nor averaged
         assert row["cheapest"]["id"] == prices[0]["id"]
         assert row["cheapestProvider"] == prices[0]["provider"]["slug"]
         assert D(row["cheapestBlended"]) == blended(prices[0])
         mean = (sum(blended(p) for p in prices) / len(prices)).quantize(TEN_PLACES, rounding=ROUND_HALF_EVEN)
         assert D(row["avgBlended"]) == mean
-        assert row["providerCount"] == len({p["provider"]["slug"] for p in prices})
+        assert row["providerCount"] == len({p["provider"]["slug"] for p in live})
 
     six = ["llama-3.3-70b", "deepseek-v3", "llama-3.1-8b", "mistral-7b", "gemma-2-9b", "mixtral-8x7b"]
     error = team.error(COMPARE, models=six)

@@ -13,6 +13,7 @@ TABLES = {
     "models",
     "offers",
     "price_ticks",
+    "offer_observations",
     "accounts",
     "api_keys",
     "usage_records",

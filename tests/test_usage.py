@@ -32,6 +32,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import URL
 
 from datasources import accounts, ledger, usage
+from datasources.pricing import COST_PARTS
 from datasources.callers import OperatorToken
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import BalanceTransaction, Plan, UsageRecord
@@ -66,12 +67,36 @@ class Rec:
     request_id: str | None = None
     account: str = "A"
     id: int = 0
+    cached: int = 0  # of `input`
+    reasoning: int = 0  # of `output`
+    input_cost: str = "0"  # of `cost`; the rest is the output's
+
+    @property
+    def parts(self) -> dict[str, D]:
+        spent = {"input": D(self.input_cost), "output": D(self.cost) - D(self.input_cost)}
+        return {part: spent.get(part, D(0)) for part in COST_PARTS}
 
 
 RECORDS = [
-    Rec("r1", NOW - timedelta(hours=1), "gpt-4o-mini", "openai", CHAT, "k1", 200, 1000, 500, "0.00045", "req_a1"),
+    Rec(
+        "r1",
+        NOW - timedelta(hours=1),
+        "gpt-4o-mini",
+        "openai",
+        CHAT,
+        "k1",
+        200,
+        1000,
+        500,
+        "0.00045",
+        "req_a1",
+        cached=400,
+        input_cost="0.00015",
+    ),
     Rec("r2", NOW - timedelta(hours=2), "gpt-4o-mini", "azure", CHAT, "k2", 502, 100, 0, "0", "req_a2"),
-    Rec("r3", NOW - timedelta(days=2), "llama-3.3-70b", "groq", CHAT, "k1", 200, 2000, 1000, "0.0012345678"),
+    Rec(
+        "r3", NOW - timedelta(days=2), "llama-3.3-70b", "groq", CHAT, "k1", 200, 2000, 1000, "0.0012345678", reasoning=300
+    ),
     Rec("r4", datetime.combine(DAY5, time(23, 59, 59), UTC), "gpt-4o-mini", "openai", EMBED, "k2", 200, 300, 0, "0.1"),
     Rec(
         "r5",
@@ -150,7 +175,10 @@ async def _populate(world: World) -> None:
                     endpoint=rec.endpoint,
                     prompt_tokens=rec.input,
                     completion_tokens=rec.output,
+                    cache_read_tokens=rec.cached,
+                    reasoning_tokens=rec.reasoning,
                     cost=D(rec.cost),
+                    **{f"cost_{part}": value for part, value in rec.parts.items()},
                     status=rec.status,
                     created_at=rec.at,
                     request_id=rec.request_id,
@@ -222,7 +250,11 @@ def expected(records: list[Rec]) -> dict[str, Any]:
         "input_tokens": sum(r.input for r in records),
         "output_tokens": sum(r.output for r in records),
         "total_tokens": sum(r.input + r.output for r in records),
+        "cached_tokens": sum(r.cached for r in records),
+        "cache_write_tokens": 0,
+        "reasoning_tokens": sum(r.reasoning for r in records),
         "total_cost": sum(D(r.cost) for r in records),
+        "cost_breakdown": {part: sum((r.parts[part] for r in records), D(0)) for part in COST_PARTS},
     }
 
 
@@ -374,8 +406,12 @@ def test_usage_logs_and_their_shape(world: World) -> None:
         "input_tokens": 1000,
         "output_tokens": 500,
         "total_tokens": 1500,
+        "cached_tokens": 400,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "estimated": False,
         "cost": D("0.00045"),
+        "cost_breakdown": {**dict.fromkeys(COST_PARTS, D(0)), "input": D("0.00015"), "output": D("0.0003")},
         "currency": "usd",
         "latency_ms": 120,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from datasources.pricing import NO_DIMENSIONS, Dimensions, Price
+
 
 @dataclass(frozen=True)
 class ModelIdentity:
@@ -30,6 +32,12 @@ class OfferEntry:
     supports_vision: bool
     supports_tools: bool
     source_key: str
+    # Every other dimension of the price (cache, reasoning, fees, context tiers, free).
+    dimensions: Dimensions = NO_DIMENSIONS
+
+    @property
+    def price(self) -> Price:
+        return Price(self.input_per_1m, self.output_per_1m, self.dimensions)
 
 
 class CatalogFormatError(ValueError):

@@ -1,8 +1,11 @@
 """Apply a batch of observed offers to the catalog: diff against current offers, write only changes.
 
-One call is one transaction, opened by the caller. New offers and changed prices each become a tick;
-an unchanged offer writes nothing (unless `confirm` asks to record that it was seen). An offer that was
-stale or unavailable and is observed again goes back to live, which is a status change.
+One call is one transaction, opened by the caller. New offers and changed prices (any dimension) each
+become a tick; an unchanged offer writes nothing (unless `confirm` asks to record that it was seen). An
+offer that was stale or unavailable and is observed again goes back to live, which is a status change.
+Every observation is kept as its source's latest word on the offer; whether it also sets the offer's
+price is the precedence rule's to say (precedence.py): a source ranked below the one an offer's price
+came from leaves the offer alone.
 """
 
 from __future__ import annotations
@@ -10,16 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from datasources.catalog import precedence
 from datasources.catalog.entries import ModelIdentity, OfferEntry
 from datasources.catalog.providers import PROVIDERS
-from datasources.db.models import Model, Offer, OfferStatus, PriceTick, Provider
+from datasources.db.models import Model, Offer, OfferObservation, OfferStatus, PriceTick, Provider
 from datasources.events import Event, PriceChanged, StatusChanged
 from datasources.money import price
+from datasources.pricing import PRICE_COLUMNS, Price, price_columns, price_of
 
 Progress = Callable[[int], None]
 CHUNK = 500
@@ -32,6 +37,7 @@ class IngestResult:
     offers_created: int = 0
     offers_updated: int = 0
     unchanged: int = 0
+    held_by_precedence: int = 0  # observations kept but not applied: a higher source sets the price
     backfilled: int = 0  # past observations filed as ticks at their own time (not live changes)
     ticks: list[PriceChanged] = field(default_factory=list)
     status_changes: list[StatusChanged] = field(default_factory=list)
@@ -81,15 +87,16 @@ async def apply_offers(
     current = {(o.provider_id, o.model_id, o.variant): o for o in (await session.execute(select(Offer))).scalars()}
     new_rows: list[dict[str, object]] = []
     new_entries: list[OfferEntry] = []
+    observed: list[tuple[int, OfferEntry]] = []
     for done, entry in enumerate(entries, 1):
         pid, mid = provider_ids[entry.provider], model_ids[entry.model.slug]
         offer = current.get((pid, mid, entry.variant))
-        input_price, output_price = price(entry.input_per_1m), price(entry.output_per_1m)
         if offer is None:
-            new_rows.append(_offer_values(entry, pid, mid, input_price, output_price, source, observed_at))
+            new_rows.append(_offer_values(entry, pid, mid, source, observed_at))
             new_entries.append(entry)
         else:
-            await _update_offer(session, offer, entry, input_price, output_price, source, observed_at, confirm, result)
+            await _update_offer(session, offer, entry, source, observed_at, confirm, result)
+            observed.append((offer.id, entry))
         if progress and done % CHUNK == 0:
             progress(CHUNK)
     if progress:
@@ -98,34 +105,36 @@ async def apply_offers(
     for start in range(0, len(new_rows), CHUNK):
         rows = new_rows[start : start + CHUNK]
         ids = (await session.execute(insert(Offer).returning(Offer.id), rows)).scalars().all()
-        for offer_id, row, entry in zip(ids, rows, new_entries[start : start + CHUNK], strict=True):
+        for offer_id, entry in zip(ids, new_entries[start : start + CHUNK], strict=True):
+            observed.append((offer_id, entry))
+            exact = _exact(entry.price)
             result.ticks.append(
                 PriceChanged(
                     offer_id,
                     entry.provider,
                     entry.model.slug,
                     entry.variant,
-                    entry.input_per_1m,
-                    entry.output_per_1m,
+                    exact.input,
+                    exact.output,
                     None,
                     None,
                     observed_at,
+                    dimensions=exact.dimensions,
                 )
             )
     result.offers_created = len(new_rows)
     await _insert_ticks(session, result.ticks, source)
+    await _observe(session, observed, source, observed_at)
     await _refresh_model_context(session, {model_ids[e.model.slug] for e in entries})
     return result
 
 
+def _exact(offer_price: Price) -> Price:
+    return Price(price(offer_price.input), price(offer_price.output), offer_price.dimensions.exact())
+
+
 def _offer_values(
-    entry: OfferEntry,
-    provider_id: int,
-    model_id: int,
-    input_price: Decimal,
-    output_price: Decimal,
-    source: str,
-    observed_at: datetime,
+    entry: OfferEntry, provider_id: int, model_id: int, source: str, observed_at: datetime
 ) -> dict[str, object]:
     return {
         "provider_id": provider_id,
@@ -136,8 +145,7 @@ def _offer_values(
         "max_output_tokens": entry.max_output_tokens,
         "supports_vision": entry.supports_vision,
         "supports_tools": entry.supports_tools,
-        "input_per_1m": input_price,
-        "output_per_1m": output_price,
+        **price_columns(entry.price),
         "status": OfferStatus.LIVE,
         "source": source,
         "updated_at": observed_at,
@@ -149,31 +157,35 @@ async def _update_offer(
     session: AsyncSession,
     offer: Offer,
     entry: OfferEntry,
-    input_price: Decimal,
-    output_price: Decimal,
     source: str,
     observed_at: datetime,
     confirm: bool,
     result: IngestResult,
 ) -> None:
+    live = offer.status == OfferStatus.LIVE
+    if not precedence.governs(entry.provider, source, offer.source, live):
+        result.held_by_precedence += 1
+        return
+    new = _exact(entry.price)
     if observed_at < offer.updated_at:
-        await _record_history(session, offer, input_price, output_price, source, observed_at, result)
+        await _record_history(session, offer, new, source, observed_at, result)
         return
     values: dict[str, object] = {}
-    price_changed = offer.input_per_1m != input_price or offer.output_per_1m != output_price
-    if price_changed:
-        values.update(input_per_1m=input_price, output_per_1m=output_price, updated_at=observed_at)
+    old = price_of(offer)
+    if old != new:
+        values.update(price_columns(new), updated_at=observed_at)
         result.ticks.append(
             PriceChanged(
                 offer.id,
                 entry.provider,
                 entry.model.slug,
                 entry.variant,
-                input_price,
-                output_price,
-                offer.input_per_1m,
-                offer.output_per_1m,
+                new.input,
+                new.output,
+                old.input,
+                old.output,
                 observed_at,
+                dimensions=new.dimensions,
             )
         )
     for name in ("provider_model_id", "context_window", "max_output_tokens", "supports_vision", "supports_tools"):
@@ -196,7 +208,7 @@ async def _update_offer(
         result.offers_updated += 1
     else:
         result.unchanged += 1
-    if values or confirm:
+    if values or confirm or source != offer.source:
         values.update(source=source, confirmed_at=observed_at)
         await session.execute(update(Offer).where(Offer.id == offer.id).values(**values))
 
@@ -204,8 +216,7 @@ async def _update_offer(
 async def _record_history(
     session: AsyncSession,
     offer: Offer,
-    input_price: Decimal,
-    output_price: Decimal,
+    observed: Price,
     source: str,
     observed_at: datetime,
     result: IngestResult,
@@ -214,36 +225,45 @@ async def _record_history(
     at its own time when it differs from the price then in force, and leaves today's price alone."""
     then = (
         await session.execute(
-            select(PriceTick.input_per_1m, PriceTick.output_per_1m)
+            select(PriceTick)
             .where(PriceTick.offer_id == offer.id, PriceTick.observed_at <= observed_at)
             .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc())
             .limit(1)
         )
-    ).one_or_none()
-    if then is not None and (then.input_per_1m, then.output_per_1m) == (input_price, output_price):
+    ).scalar_one_or_none()
+    if then is not None and price_of(then) == observed:
         result.unchanged += 1
         return
     await session.execute(
-        insert(PriceTick).values(
-            offer_id=offer.id,
-            input_per_1m=input_price,
-            output_per_1m=output_price,
-            observed_at=observed_at,
-            source=source,
-        )
+        insert(PriceTick).values(offer_id=offer.id, **price_columns(observed), observed_at=observed_at, source=source)
     )
     result.backfilled += 1
 
 
+async def _observe(
+    session: AsyncSession, observed: list[tuple[int, OfferEntry]], source: str, observed_at: datetime
+) -> None:
+    """Each offer's latest observation from this source (an older one never replaces a newer)."""
+    if not observed:
+        return
+    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert_(OfferObservation)
+    statement = statement.on_conflict_do_update(
+        index_elements=[OfferObservation.offer_id, OfferObservation.source],
+        set_={name: statement.excluded[name] for name in (*PRICE_COLUMNS, "observed_at")},
+        where=statement.excluded.observed_at >= OfferObservation.observed_at,
+    )
+    rows = [
+        {"offer_id": offer_id, "source": source, "observed_at": observed_at, **price_columns(entry.price)}
+        for offer_id, entry in observed
+    ]
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(statement, rows[start : start + CHUNK])
+
+
 async def _insert_ticks(session: AsyncSession, ticks: list[PriceChanged], source: str) -> None:
     rows = [
-        {
-            "offer_id": t.offer_id,
-            "input_per_1m": t.input_per_1m,
-            "output_per_1m": t.output_per_1m,
-            "observed_at": t.observed_at,
-            "source": source,
-        }
+        {"offer_id": t.offer_id, **price_columns(t.price), "observed_at": t.observed_at, "source": source}
         for t in ticks
     ]
     for start in range(0, len(rows), CHUNK):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -152,7 +153,22 @@ class Model(Base):
     offers: Mapped[list[Offer]] = relationship(back_populates="model", lazy="raise")
 
 
-class Offer(Base):
+class PriceDimensions:
+    """A price's dimensions beyond input and output (datasources/pricing.py); None: not priced apart.
+    Per-token rates are USD per 1M tokens; `per_request` and `per_search` are USD each; `tiers` is the
+    context tiers' JSON (pricing.tiers_to_json); `price_kind` is priced, free or unpriced."""
+
+    cache_read_per_1m: Mapped[Decimal | None] = mapped_column(Money)
+    cache_write_per_1m: Mapped[Decimal | None] = mapped_column(Money)
+    cache_write_1h_per_1m: Mapped[Decimal | None] = mapped_column(Money)
+    reasoning_per_1m: Mapped[Decimal | None] = mapped_column(Money)
+    per_request: Mapped[Decimal | None] = mapped_column(Money)
+    per_search: Mapped[Decimal | None] = mapped_column(Money)
+    tiers: Mapped[str | None] = mapped_column(Text)
+    price_kind: Mapped[str] = mapped_column(String(16), default="priced", server_default="priced")
+
+
+class Offer(PriceDimensions, Base):
     """One model at one provider, as one variant (fp8 build, turbo tier, region...)."""
 
     __tablename__ = "offers"
@@ -178,7 +194,7 @@ class Offer(Base):
     model: Mapped[Model] = relationship(back_populates="offers", lazy="raise")
 
 
-class PriceTick(Base):
+class PriceTick(PriceDimensions, Base):
     """An append-only observation of an offer's price; only changes are recorded."""
 
     __tablename__ = "price_ticks"
@@ -190,6 +206,19 @@ class PriceTick(Base):
     output_per_1m: Mapped[Decimal] = mapped_column(Money)
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     source: Mapped[str] = mapped_column(String(64))
+
+
+class OfferObservation(PriceDimensions, Base):
+    """The latest price each source gave for an offer. The offer's own price is the one of the source
+    that comes first in precedence (datasources/catalog/precedence.py); the others stay here, to compare."""
+
+    __tablename__ = "offer_observations"
+
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    input_per_1m: Mapped[Decimal] = mapped_column(Money)
+    output_per_1m: Mapped[Decimal] = mapped_column(Money)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Account(Base):
@@ -264,9 +293,20 @@ class UsageRecord(Base):
     model_slug: Mapped[str] = mapped_column(String(128))
     provider_slug: Mapped[str | None] = mapped_column(String(64))
     endpoint: Mapped[str] = mapped_column(String(128))
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)  # every prompt token, cached included
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)  # reasoning included
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # The cost by part (pricing.Cost); they add up to `cost`.
+    cost_input: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    cost_cache_read: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    cost_cache_write: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    cost_output: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    cost_reasoning: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    cost_request: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    cost_search: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[int] = mapped_column(Integer)
     key_source: Mapped[str | None] = mapped_column(String(16))

@@ -8,7 +8,8 @@ import asyncio
 import time
 from decimal import Decimal
 
-from datasources import errors
+from datasources import errors, pricing
+from datasources.pricing import NO_COST, NO_USE, TokenUse
 from datasources.recorder import Finished, Pending
 from routing.gateway import metering
 from routing.gateway.errors import GatewayError
@@ -101,8 +102,7 @@ def settle(
     model_slug: str,
     status: int,
     candidate: Candidate | None,
-    prompt: int = 0,
-    completion: int = 0,
+    use: TokenUse = NO_USE,
     estimated: bool = False,
     bill: bool = False,
 ) -> None:
@@ -111,7 +111,10 @@ def settle(
     if x.finished:
         return
     x.finished = True
-    cost = metering.cost(candidate, prompt, completion) if bill and candidate is not None else Decimal(0)
+    if not bill:
+        use = NO_USE
+    breakdown = pricing.cost(candidate.price, use) if bill and candidate is not None else NO_COST
+    cost = breakdown.total
     from_lease, beyond = Decimal(0), Decimal(0)
     if x.hold is not None:
         if candidate is not None and candidate.key_source == "platform" and bill:
@@ -131,9 +134,12 @@ def settle(
             provider_slug=candidate.slug if candidate else None,
             variant=candidate.variant if candidate else None,
             key_source=candidate.key_source if candidate else None,
-            prompt_tokens=prompt if bill else 0,
-            completion_tokens=completion if bill else 0,
-            cost=cost,
+            prompt_tokens=use.prompt,
+            completion_tokens=use.completion,
+            cache_read_tokens=use.cache_read,
+            cache_write_tokens=use.cache_write + use.cache_write_1h,
+            reasoning_tokens=use.reasoning,
+            breakdown=breakdown,
             latency_ms=round((time.monotonic() - x.started) * 1000),
             estimated=estimated and bill,
             from_lease=from_lease,

@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from datasources import callers, errors
 from datasources.callers import authenticate
 from datasources.plans import Feature, require
+from datasources.pricing import TokenUse
 from routing.gateway import charges, forward, metering, request
 from routing.gateway.errors import GatewayError
 from routing.gateway.exchange import Exchange
@@ -146,14 +147,11 @@ class ChatCompletions:
 
     async def plain(self, x: Exchange, opened: forward.Opened, answer: forward.Answer) -> None:
         candidate = opened.candidate
-        if answer.usage is not None:
-            (prompt, completion), estimated = answer.usage, False
-        else:
-            prompt, completion, estimated = x.prompt_tokens, answer.completion_estimate, True
-        x.gateway.health.throughput(candidate.slug, completion, time.monotonic() - opened.started)
+        use = answer.usage or TokenUse(x.prompt_tokens, answer.completion_estimate)
+        x.gateway.health.throughput(candidate.slug, use.completion, time.monotonic() - opened.started)
         await charges.durable(x)
         await x.answer(200, answer.body)
-        charges.settle(x, candidate.model_slug, 200, candidate, prompt, completion, estimated, bill=True)
+        charges.settle(x, candidate.model_slug, 200, candidate, use, answer.usage is None, bill=True)
 
     async def all_failed(self, x: Exchange, model_slug: str, failures: list[forward.Failure]) -> None:
         tried = "; ".join(f"{f.provider}: {f.reason}" for f in failures)

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from datasources.pricing import TokenUse
 from routing.gateway.errors import GatewayError
 from routing.gateway.health import parse_retry_after
 from routing.gateway.keys import redact
@@ -219,7 +220,7 @@ class Answer:
     """A non-streamed answer, read whole: its bytes with `_coaxiom`, and what it used."""
 
     body: bytes
-    usage: tuple[int, int] | None
+    usage: TokenUse | None
     completion_estimate: int
 
 
@@ -268,7 +269,7 @@ class StreamState:
     """What a relayed stream produced so far: enough to bill it if it stops at any point."""
 
     counter: CompletionCounter = field(default_factory=CompletionCounter)
-    usage: tuple[int, int] | None = None
+    usage: TokenUse | None = None
     done: bool = False  # the upstream sent [DONE]
     finished: bool = False  # some choice reached a finish_reason
     upstream_error: str | None = None

@@ -1,5 +1,6 @@
 """What a request uses and may cost: token estimates, the most a candidate can cost (what a
-platform-key request holds before it is sent there), and the real cost from what the answer used."""
+platform-key request holds before it is sent there), and what an answer reports it used. The prices
+themselves are applied by datasources.pricing, the one place for cost."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from datasources.money import ONE_MILLION, price
+from datasources import pricing
+from datasources.pricing import TokenUse
 from routing.gateway.select import Candidate
 
 CHARS_PER_TOKEN = 4
@@ -72,13 +74,10 @@ def max_output(body: dict[str, Any], candidate: Candidate) -> int:
     return candidate.max_output_tokens or DEFAULT_MAX_OUTPUT
 
 
-def cost(candidate: Candidate, prompt: int, completion: int) -> Decimal:
-    return price((prompt * candidate.input_per_1m + completion * candidate.output_per_1m) / ONE_MILLION)
-
-
 def max_cost(body: dict[str, Any], candidate: Candidate, prompt: int) -> Decimal:
-    """The most a request can cost at this candidate: the prompt estimate and every output token allowed."""
-    return cost(candidate, prompt, max_output(body, candidate))
+    """The most a request can cost at this candidate: the prompt estimate and every output token allowed,
+    at the candidate's dearest rates for the tier the prompt falls in."""
+    return pricing.most(candidate.price, prompt, max_output(body, candidate))
 
 
 class CompletionCounter:
@@ -110,10 +109,66 @@ class CompletionCounter:
         return math.ceil(self.chars / CHARS_PER_TOKEN)
 
 
-def reported_usage(usage: Any) -> tuple[int, int] | None:
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _details(usage: dict[str, Any], name: str) -> dict[str, Any]:
+    value = usage.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def reported_usage(usage: Any) -> TokenUse | None:
+    """What the provider's usage block says the request used, in either shape:
+
+    - OpenAI's: `prompt_tokens` counts every prompt token, cached ones included
+      (`prompt_tokens_details.cached_tokens`; a cache write as `cache_write_tokens` there, or Anthropic's
+      `cache_creation_input_tokens` beside it; DeepSeek's `prompt_cache_hit_tokens`), and
+      `completion_tokens` counts reasoning (`completion_tokens_details.reasoning_tokens`);
+    - Anthropic's: `input_tokens` counts only the uncached prompt; `cache_read_input_tokens` and
+      `cache_creation_input_tokens` (split into `cache_creation.ephemeral_5m/1h_input_tokens`) come on top.
+
+    Web searches: `server_tool_use.web_search_requests`. None when the block gives no usable counts."""
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
-        return prompt, completion
-    return None
+    prompt_details = _details(usage, "prompt_tokens_details")
+    completion_details = _details(usage, "completion_tokens_details")
+    creation = _details(usage, "cache_creation")
+    written_1h = _count(creation.get("ephemeral_1h_input_tokens")) or 0
+    searches = _count(_details(usage, "server_tool_use").get("web_search_requests")) or 0
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    if prompt is not None and completion is not None:
+        read = (
+            _count(prompt_details.get("cached_tokens"))
+            or _count(usage.get("cache_read_input_tokens"))
+            or _count(usage.get("prompt_cache_hit_tokens"))
+            or 0
+        )
+        written = _count(prompt_details.get("cache_write_tokens")) or _count(usage.get("cache_creation_input_tokens"))
+        reasoning = _count(completion_details.get("reasoning_tokens")) or 0
+        written = written or 0
+        read, written = min(read, prompt), min(written, max(prompt - read, 0))
+        written_1h = min(written_1h, written)
+        return TokenUse(
+            prompt=prompt,
+            completion=completion,
+            cache_read=read,
+            cache_write=written - written_1h,
+            cache_write_1h=written_1h,
+            reasoning=min(reasoning, completion),
+            searches=searches,
+        )
+    uncached, output = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+    if uncached is None or output is None:
+        return None
+    read = _count(usage.get("cache_read_input_tokens")) or 0
+    written = _count(usage.get("cache_creation_input_tokens")) or 0
+    written_1h = min(written_1h, written)
+    return TokenUse(
+        prompt=uncached + read + written,
+        completion=output,
+        cache_read=read,
+        cache_write=written - written_1h,
+        cache_write_1h=written_1h,
+        searches=searches,
+    )

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from datasources.pricing import TokenUse
 from routing.gateway import charges, forward
 from routing.gateway.errors import error_event
 from routing.gateway.exchange import Exchange
@@ -43,12 +44,10 @@ async def relay(x: Exchange, opened: forward.Opened, watcher: asyncio.Task[None]
         if reader is not None:
             reader.cancel()
         await forward.close(opened.response)
-    if state.usage is not None:
-        (prompt, completion), estimated = state.usage, False
-    else:
-        prompt, completion, estimated = x.prompt_tokens, forward.count_unread(state), True
-    x.gateway.health.throughput(candidate.slug, completion, time.monotonic() - opened.first_byte_at)
-    charges.settle(x, candidate.model_slug, status, candidate, prompt, completion, estimated, bill=True)
+    estimated = state.usage is None
+    use = state.usage or TokenUse(x.prompt_tokens, forward.count_unread(state))
+    x.gateway.health.throughput(candidate.slug, use.completion, time.monotonic() - opened.first_byte_at)
+    charges.settle(x, candidate.model_slug, status, candidate, use, estimated, bill=True)
 
 
 async def _pump(x: Exchange, opened: forward.Opened, state: forward.StreamState, source: AsyncIterator[bytes]) -> int:

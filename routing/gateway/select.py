@@ -13,6 +13,7 @@ from datasources.db.models import OfferStatus
 from datasources.errors import NotFound
 from datasources.money import blended
 from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
+from datasources.pricing import Price
 from routing.gateway.errors import GatewayError
 from routing.gateway.health import Health
 from routing.gateway.providers import GatewayConfig, ProviderConfig
@@ -47,8 +48,7 @@ class Candidate:
     model_slug: str
     variant: str
     provider_model_id: str
-    input_per_1m: Decimal
-    output_per_1m: Decimal
+    price: Price
     max_output_tokens: int | None
     key: str = field(repr=False)
     key_source: str  # "customer" | "platform"
@@ -59,8 +59,16 @@ class Candidate:
         return self.provider.slug
 
     @property
+    def input_per_1m(self) -> Decimal:
+        return self.price.input
+
+    @property
+    def output_per_1m(self) -> Decimal:
+        return self.price.output
+
+    @property
     def blended(self) -> Decimal:
-        return blended(self.input_per_1m, self.output_per_1m)
+        return blended(self.price.input, self.price.output)
 
 
 @dataclass(frozen=True)
@@ -149,12 +157,13 @@ class Selection:
 
 
 def offers_for(catalog: Catalog, text: str) -> tuple[ModelRow, ProviderRow | None, list[tuple[OfferRow, ProviderRow]]]:
-    """The model a request names and its offers that are not unavailable, from the price book."""
+    """The model a request names and its priced offers that are not unavailable, from the price book (a
+    free or unpriced offer is never routed to: a zero from a source is no price to bill by)."""
     model, pinned = catalog.find_model_ref(text)
     rows = [
         (o, catalog.providers[o.provider_id])
         for o in catalog.model_offers(model.id)
-        if o.status is not OfferStatus.UNAVAILABLE and (pinned is None or o.provider_id == pinned.id)
+        if o.status is not OfferStatus.UNAVAILABLE and o.priced and (pinned is None or o.provider_id == pinned.id)
     ]
     return model, pinned, rows
 
@@ -202,8 +211,7 @@ def select_candidates(
                 model_slug=model.slug,
                 variant=offer.variant,
                 provider_model_id=offer.provider_model_id,
-                input_per_1m=offer.input_per_1m,
-                output_per_1m=offer.output_per_1m,
+                price=offer.price,
                 max_output_tokens=offer.max_output_tokens,
                 key=key,
                 key_source=source,

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from datasources import billing, paging, usage
 from datasources.db.models import Account, ApiKey, BalanceTransaction, UsageRecord
 from datasources.errors import BadInput
+from datasources.pricing import COST_PARTS
 from routing.rest.endpoint import Call, endpoint
 from routing.rest.times import parse_time
 
@@ -75,7 +76,11 @@ def totals_fields(totals: usage.Totals) -> dict[str, Any]:
         "input_tokens": totals.input_tokens,
         "output_tokens": totals.output_tokens,
         "total_tokens": totals.total_tokens,
+        "cached_tokens": totals.cached_tokens,
+        "cache_write_tokens": totals.cache_write_tokens,
+        "reasoning_tokens": totals.reasoning_tokens,
         "total_cost": totals.cost,
+        "cost_breakdown": totals.breakdown.parts(),
     }
 
 
@@ -138,8 +143,12 @@ def log_entry(record: UsageRecord) -> dict[str, Any]:
         "input_tokens": record.prompt_tokens,
         "output_tokens": record.completion_tokens,
         "total_tokens": record.prompt_tokens + record.completion_tokens,
+        "cached_tokens": record.cache_read_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
         "estimated": record.estimated,
         "cost": record.cost,
+        "cost_breakdown": {part: getattr(record, f"cost_{part}") for part in COST_PARTS},
         "currency": CURRENCY,
         "latency_ms": record.latency_ms,
     }
