@@ -1,4 +1,6 @@
-"""OHLC candles of an offer's blended price, per UTC day or hour, derived from its price ticks.
+"""OHLC candles of an offer's price, per UTC day or hour, derived from its price ticks: of the blended
+price (input + output) / 2 by default, or of one dimension (input, output, cache read: a tick without a
+cache-read price reads at its input price, as it is billed).
 
 open is the price in force when the interval starts (the previous close), so change_pct compares
 close with open. Intervals without a tick carry the last close forward; there is no candle before
@@ -20,7 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from datasources.db.models import Money, Offer, PriceTick, UTCDateTime
 from datasources.errors import BadInput
-from datasources.money import blended, percent_change
+from datasources.money import blended, percent_change, price
 from datasources.plans import MAX_HISTORY_DAYS
 
 UNCHANGED = percent_change(Decimal(1), Decimal(1))  # what percent_change(p, p) gives for any price p
@@ -40,6 +42,26 @@ class Interval(enum.StrEnum):
             raise ValueError(f"naive datetime {moment!r}: pass an aware UTC datetime")
         moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         return moment.replace(hour=0) if self is Interval.DAY else moment
+
+
+class Dimension(enum.StrEnum):
+    BLENDED = "blended"
+    INPUT = "input"
+    OUTPUT = "output"
+    CACHE_READ = "cache_read"
+
+    def measure(self, tick: Any) -> ColumnElement[Decimal]:
+        """What a tick row is measured by, in SQL (blended: the sum, halved by `reading`)."""
+        if self is Dimension.INPUT:
+            return tick.input_per_1m  # type: ignore[no-any-return]
+        if self is Dimension.OUTPUT:
+            return tick.output_per_1m  # type: ignore[no-any-return]
+        if self is Dimension.CACHE_READ:
+            return func.coalesce(tick.cache_read_per_1m, tick.input_per_1m)
+        return tick.input_per_1m + tick.output_per_1m  # type: ignore[no-any-return]
+
+    def reading(self, measured: Decimal) -> Decimal:
+        return blended(measured, Decimal(0)) if self is Dimension.BLENDED else price(measured)
 
 
 @dataclass(frozen=True)
@@ -140,11 +162,6 @@ def candles_from_buckets(
     return candles
 
 
-def _blend_sum(total: Decimal) -> Decimal:
-    """blended(input, output) from input + output: the same division and the same rounding."""
-    return blended(total, Decimal(0))
-
-
 def _bucket_bounds(dialect: str, start: datetime, step: timedelta, count: int):  # type: ignore[no-untyped-def]
     """A recursive CTE of the window's intervals: (k, lo, hi) with lo <= observed_at < hi for interval k."""
     seconds = int(step.total_seconds())
@@ -179,6 +196,7 @@ async def candles_for_offers(
     days: int,
     interval: Interval,
     now: datetime | None = None,
+    dimension: Dimension = Dimension.BLENDED,
 ) -> dict[int, list[Candle]]:
     """Candles for each offer (an offer without ticks gets []), in two SQL statements whatever the count:
     the last tick before the window per offer, then one row per offer and interval that holds ticks
@@ -200,17 +218,17 @@ async def candles_for_offers(
     )
     latest = select(last_before.label("tick_id")).select_from(Offer).where(Offer.id.in_(ids)).subquery()
     prior_rows = await session.execute(
-        select(PriceTick.offer_id, PriceTick.input_per_1m, PriceTick.output_per_1m).join(
+        select(PriceTick.offer_id, type_coerce(dimension.measure(PriceTick), Money)).join(
             latest, PriceTick.id == latest.c.tick_id
         )
     )
-    priors = {offer_id: blended(i, o) for offer_id, i, o in prior_rows}
+    priors = {offer_id: dimension.reading(measured) for offer_id, measured in prior_rows}
 
     count = -((start - end) // interval.step)
     bounds = _bucket_bounds(session.get_bind().dialect.name, start, interval.step, count)
     tick = aliased(PriceTick, name="t")
     edge = aliased(PriceTick, name="e")
-    total = tick.input_per_1m + tick.output_per_1m
+    total = dimension.measure(tick)
     inside = and_(
         edge.offer_id == tick.offer_id,
         edge.observed_at >= bounds.c.lo,
@@ -220,7 +238,7 @@ async def candles_for_offers(
 
     def edge_price(*order: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[Decimal]:
         return type_coerce(
-            select(edge.input_per_1m + edge.output_per_1m).where(inside).order_by(*order).limit(1).scalar_subquery(),
+            select(dimension.measure(edge)).where(inside).order_by(*order).limit(1).scalar_subquery(),
             Money,
         )
 
@@ -249,7 +267,8 @@ async def candles_for_offers(
     )
     series: dict[int, list[Bucket]] = {offer_id: [] for offer_id in ids}
     for offer_id, k, n, low, high, first, close in rows:
-        series[offer_id].append(Bucket(k, n, _blend_sum(low), _blend_sum(high), _blend_sum(first), _blend_sum(close)))
+        value = dimension.reading
+        series[offer_id].append(Bucket(k, n, value(low), value(high), value(first), value(close)))
 
     return {
         offer_id: candles_from_buckets(priors.get(offer_id), buckets, start, end, interval)
@@ -263,5 +282,6 @@ async def candles_for_offer(
     days: int,
     interval: Interval,
     now: datetime | None = None,
+    dimension: Dimension = Dimension.BLENDED,
 ) -> list[Candle]:
-    return (await candles_for_offers(session, [offer_id], days, interval, now))[offer_id]
+    return (await candles_for_offers(session, [offer_id], days, interval, now, dimension))[offer_id]

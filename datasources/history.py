@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from datasources import prices
-from datasources.candles import Candle, Interval, candles_for_offer
+from datasources.candles import Candle, Dimension, Interval, candles_for_offer
 from datasources.errors import BadInput
 from datasources.plans import MAX_HISTORY_DAYS, Feature, PlanRules, require
 from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
@@ -23,6 +23,7 @@ class History:
     offer: OfferRow
     interval: Interval
     candles: list[Candle]
+    dimension: Dimension = Dimension.BLENDED
 
 
 def admit(rules: PlanRules, days: int, interval: Interval) -> None:
@@ -41,9 +42,10 @@ async def history(
     days: int,
     interval: Interval,
     variant: str | None = None,
+    dimension: Dimension = Dimension.BLENDED,
 ) -> History:
     """The candles of the offer `model` at `provider` stands for (`prices.pair_offer`), over `days`."""
     found_model, found_provider = catalog.find_model(model), catalog.find_provider(provider)
     offer = prices.pair_offer(catalog, found_model, found_provider, variant)
-    candles = await candles_for_offer(session, offer.id, days, interval)
-    return History(found_model, found_provider, offer, interval, candles)
+    candles = await candles_for_offer(session, offer.id, days, interval, dimension=dimension)
+    return History(found_model, found_provider, offer, interval, candles, dimension)

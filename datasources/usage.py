@@ -25,8 +25,8 @@ from datasources import paging
 from datasources.db.models import ApiKey, Money, UsageRecord
 from datasources.errors import BadInput, NotFound
 from datasources.money import price
-from datasources.pricing import COST_PARTS, NO_COST, Cost
 from datasources.prices import find_model_ref
+from datasources.pricing import COST_PARTS, NO_COST, Cost
 
 T = TypeVar("T")
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datasources import history
-from schema.candles import Candle, CandleInterval, admit
+from datasources.candles import Dimension
+from schema.candles import Candle, CandleInterval, PriceDimension, admit
 from schema.context import Info
 
 
@@ -14,8 +15,10 @@ async def candles(
     days: int = history.DEFAULT_DAYS,
     interval: CandleInterval = CandleInterval.DAY,
     variant: str | None = None,
+    dimension: PriceDimension = PriceDimension.BLENDED,
 ) -> list[Candle] | None:
     window = admit(info, days, interval)
+    measured = Dimension(dimension.value)
     async with info.context.sessionmaker() as session:
-        found = await history.history(session, info.context.catalog, model, provider, days, window, variant)
+        found = await history.history(session, info.context.catalog, model, provider, days, window, variant, measured)
     return [Candle(row=c) for c in found.candles]

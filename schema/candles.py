@@ -7,7 +7,7 @@ from enum import Enum
 import strawberry
 
 from datasources import candles, history
-from datasources.candles import Interval
+from datasources.candles import Dimension, Interval
 from datasources.plans import MAX_HISTORY_DAYS
 from schema.bounds import Arguments, Sized
 from schema.context import Info
@@ -19,7 +19,17 @@ class CandleInterval(Enum):
     HOUR = "1h"
 
 
-@strawberry.type(description="OHLC of the blended price over one day or hour (UTC).")
+@strawberry.enum(description="What a candle measures: the blended price (the default) or one dimension.")
+class PriceDimension(Enum):
+    BLENDED = "blended"
+    INPUT = "input"
+    OUTPUT = "output"
+    CACHE_READ = "cache_read"
+
+
+@strawberry.type(
+    description="OHLC of a price over one day or hour (UTC): the blended price, or the dimension asked for."
+)
 class Candle:
     row: strawberry.Private[candles.Candle]
 
@@ -72,7 +82,9 @@ def admit(info: Info, days: int, interval: CandleInterval) -> Interval:
     return window
 
 
-async def candles_of_offer(info: Info, offer_id: int, days: int, interval: CandleInterval) -> list[Candle] | None:
+async def candles_of_offer(
+    info: Info, offer_id: int, days: int, interval: CandleInterval, dimension: PriceDimension = PriceDimension.BLENDED
+) -> list[Candle] | None:
     window = admit(info, days, interval)
-    rows = await info.context.loaders.candles_by_offer.load((offer_id, days, window))
+    rows = await info.context.loaders.candles_by_offer.load((offer_id, days, window, Dimension(dimension.value)))
     return [Candle(row=c) for c in rows]

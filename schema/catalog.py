@@ -13,7 +13,7 @@ from datasources import prices, pricing
 from datasources.money import blended
 from datasources.pricebook import Catalog, ModelRow, OfferRow, ProviderRow
 from schema.bounds import Page, Sized
-from schema.candles import CANDLES, Candle, CandleInterval, candles_of_offer
+from schema.candles import CANDLES, Candle, CandleInterval, PriceDimension, candles_of_offer
 from schema.context import Info
 
 MODEL_OFFERS = Page(default=50, maximum=100)  # the most offers of one model in the seed: 32
@@ -170,13 +170,18 @@ class Price:
         return Provider(row=self.catalog.providers[self.row.provider_id], catalog=self.catalog)
 
     @strawberry.field(
-        description="OHLC candles of this price's blended rate (developer plan; hourly and over 30 days: team).",
+        description="OHLC candles of this price's blended rate, or of one dimension (developer plan; hourly and "
+        "over 30 days: team).",
         extensions=[CANDLES],
     )
     async def candles(
-        self, info: Info, days: int = 30, interval: CandleInterval = CandleInterval.DAY
+        self,
+        info: Info,
+        days: int = 30,
+        interval: CandleInterval = CandleInterval.DAY,
+        dimension: PriceDimension = PriceDimension.BLENDED,
     ) -> list[Candle] | None:
-        return await candles_of_offer(info, self.row.id, days, interval)
+        return await candles_of_offer(info, self.row.id, days, interval, dimension)
 
 
 def prices_of(catalog: Catalog, offers: Sequence[OfferRow]) -> list[Price]:

@@ -9,24 +9,25 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
-from datasources.candles import Candle, Interval, candles_for_offers
+from datasources.candles import Candle, Dimension, Interval, candles_for_offers
 
-CandleKey = tuple[int, int, Interval]  # offer id, days, interval
+CandleKey = tuple[int, int, Interval, Dimension]  # offer id, days, interval, what is measured
 CANDLE_BATCH = 50  # offers per query: each batch's rows are turned into candles between two awaits
 
 
 def _candles_loader(sessionmaker: async_sessionmaker[AsyncSession]) -> DataLoader[CandleKey, list[Candle]]:
     async def load(keys: list[CandleKey]) -> list[list[Candle]]:
-        windows: dict[tuple[int, Interval], list[int]] = defaultdict(list)
-        for offer_id, days, interval in keys:
-            windows[(days, interval)].append(offer_id)
+        windows: dict[tuple[int, Interval, Dimension], list[int]] = defaultdict(list)
+        for offer_id, days, interval, dimension in keys:
+            windows[(days, interval, dimension)].append(offer_id)
         found: dict[CandleKey, list[Candle]] = {}
         async with sessionmaker() as session:
-            for (days, interval), offer_ids in windows.items():
+            for (days, interval, dimension), offer_ids in windows.items():
                 for start in range(0, len(offer_ids), CANDLE_BATCH):
                     batch = offer_ids[start : start + CANDLE_BATCH]
-                    for offer_id, candles in (await candles_for_offers(session, batch, days, interval)).items():
-                        found[(offer_id, days, interval)] = candles
+                    answer = await candles_for_offers(session, batch, days, interval, dimension=dimension)
+                    for offer_id, candles in answer.items():
+                        found[(offer_id, days, interval, dimension)] = candles
         return [found.get(key, []) for key in keys]
 
     return DataLoader(load_fn=load)

@@ -32,11 +32,11 @@ from sqlalchemy import update
 from sqlalchemy.engine import URL
 
 from datasources import accounts, ledger, usage
-from datasources.pricing import COST_PARTS
 from datasources.callers import OperatorToken
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import BalanceTransaction, Plan, UsageRecord
 from datasources.events import UsageRecorded
+from datasources.pricing import COST_PARTS
 from routing.websocket import Limits as WebsocketLimits
 from server import Settings, create_app
 from tests.conftest import FIXTURES, SHARED_DOCS, Databases, LiveServer, await_until, pg_server_url, subscribed
@@ -95,7 +95,17 @@ RECORDS = [
     ),
     Rec("r2", NOW - timedelta(hours=2), "gpt-4o-mini", "azure", CHAT, "k2", 502, 100, 0, "0", "req_a2"),
     Rec(
-        "r3", NOW - timedelta(days=2), "llama-3.3-70b", "groq", CHAT, "k1", 200, 2000, 1000, "0.0012345678", reasoning=300
+        "r3",
+        NOW - timedelta(days=2),
+        "llama-3.3-70b",
+        "groq",
+        CHAT,
+        "k1",
+        200,
+        2000,
+        1000,
+        "0.0012345678",
+        reasoning=300,
     ),
     Rec("r4", datetime.combine(DAY5, time(23, 59, 59), UTC), "gpt-4o-mini", "openai", EMBED, "k2", 200, 300, 0, "0.1"),
     Rec(

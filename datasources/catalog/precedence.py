@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from datasources.db.models import Model, Offer, OfferObservation, Provider
@@ -26,7 +26,8 @@ DEFAULT_ORDER: tuple[tuple[str, ...], ...] = (
     ("admin", "file"),  # an operator's prices, or the provider's own file
     ("openrouter-endpoints",),  # per host, as the host is served
     ("openrouter",),  # first-party offers in OpenRouter's model list
-    ("litellm", "modelsdev", "replay"),  # catalogues, and replays of their history
+    ("litellm", "replay"),  # the catalogue the seed comes from, and replays of its history
+    ("modelsdev",),  # a second catalogue: fills in what the first lacks
 )
 BY_PROVIDER: dict[str, tuple[tuple[str, ...], ...]] = {}
 UNKNOWN_RANK = len(DEFAULT_ORDER)
@@ -51,6 +52,7 @@ def governs(provider: str, source: str, current_source: str, live: bool) -> bool
 class Disagreement:
     """A source whose price for an offer differs from the offer's own by more than the threshold."""
 
+    offer_id: int
     provider: str
     model: str
     variant: str
@@ -64,11 +66,16 @@ class Disagreement:
     change_pct: Decimal  # the other source's blended price against the offer's, in percent
 
 
-async def disagreements(session: AsyncSession, threshold_pct: Decimal = DISAGREEMENT_PCT) -> list[Disagreement]:
-    """Offers whose other sources' blended prices differ from their own by more than `threshold_pct`."""
+async def disagreements(
+    session: AsyncSession, source: str | None = None, threshold_pct: Decimal = DISAGREEMENT_PCT
+) -> list[Disagreement]:
+    """Offers whose other sources' (or `source`'s) blended prices differ from their own by more than
+    `threshold_pct`, the widest first."""
+    only = [OfferObservation.source == source] if source is not None else []
     rows = (
         await session.execute(
             select(
+                Offer.id,
                 Provider.slug,
                 Model.slug,
                 Offer.variant,
@@ -83,11 +90,11 @@ async def disagreements(session: AsyncSession, threshold_pct: Decimal = DISAGREE
             .join(Offer, Offer.id == OfferObservation.offer_id)
             .join(Provider, Provider.id == Offer.provider_id)
             .join(Model, Model.id == Offer.model_id)
-            .where(OfferObservation.source != Offer.source)
+            .where(OfferObservation.source != Offer.source, *only)
         )
     ).all()
     found = []
-    for provider, model, variant, source, inp, out, other, other_in, other_out, seen in rows:
+    for offer_id, provider, model, variant, own_source, inp, out, other, other_in, other_out, seen in rows:
         own = blended(inp, out)
         theirs = blended(other_in, other_out)
         if own == theirs:
@@ -95,6 +102,18 @@ async def disagreements(session: AsyncSession, threshold_pct: Decimal = DISAGREE
         change = percent_change(theirs, own) if own else Decimal(100)
         if abs(change) > threshold_pct:
             found.append(
-                Disagreement(provider, model, variant, source, inp, out, other, other_in, other_out, seen, change)
+                Disagreement(
+                    offer_id, provider, model, variant, own_source, inp, out, other, other_in, other_out, seen, change
+                )
             )
     return sorted(found, key=lambda d: (-abs(d.change_pct), d.provider, d.model, d.variant, d.other_source))
+
+
+async def observing_sources(session: AsyncSession) -> dict[str, int]:
+    """Every source with observations, and of how many offers."""
+    rows = await session.execute(
+        select(OfferObservation.source, func.count())
+        .group_by(OfferObservation.source)
+        .order_by(OfferObservation.source)
+    )
+    return {name: int(count) for name, count in rows.all()}

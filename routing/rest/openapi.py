@@ -12,6 +12,13 @@ INTEGER = {"type": "integer"}
 NULLABLE_INTEGER = {"type": ["integer", "null"]}
 BOOLEAN = {"type": "boolean"}
 STATUS = {"type": "string", "enum": ["live", "stale", "unavailable"]}
+DIMENSIONS = ["blended", "input", "output", "cache_read"]
+RATES = {
+    "cache_read_per_1m": NULLABLE_NUMBER,
+    "cache_write_per_1m": NULLABLE_NUMBER,
+    "cache_write_1h_per_1m": NULLABLE_NUMBER,
+    "reasoning_per_1m": NULLABLE_NUMBER,
+}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -42,7 +49,20 @@ SCHEMAS: dict[str, Any] = {
             "supports_vision": BOOLEAN,
             "supports_tools": BOOLEAN,
             "updated_at": STRING,
+            "price_kind": {"type": "string", "enum": ["priced", "free", "unpriced"]},
+            "pricing": _ref("Pricing"),
         },
+    ),
+    "Pricing": _object(
+        {
+            **RATES,
+            "per_request": NULLABLE_NUMBER,
+            "per_search": NULLABLE_NUMBER,
+            "tiers": {
+                "type": "array",
+                "items": _object({"above_tokens": INTEGER, "input_per_1m": NUMBER, "output_per_1m": NUMBER, **RATES}),
+            },
+        }
     ),
     "PricesResponse": _object({"model": NULLABLE_STRING, "updated_at": NULLABLE_STRING, "prices": _list("Price")}),
     "Candle": _object(
@@ -63,6 +83,7 @@ SCHEMAS: dict[str, Any] = {
             "provider": STRING,
             "interval": {"type": "string", "enum": ["1d", "1h"]},
             "variant": STRING,
+            "dimension": {"type": "string", "enum": DIMENSIONS},
             "candles": _list("Candle"),
         }
     ),
@@ -165,6 +186,11 @@ def document(server: str = "/") -> dict[str, Any]:
                         schema={"type": "string", "enum": ["1d", "1h"], "default": "1d"},
                     ),
                     _param("variant", "One variant of the provider's offer (default: its default build)"),
+                    _param(
+                        "dimension",
+                        "What the candles measure: the blended price, or input, output or cache_read",
+                        schema={"type": "string", "enum": DIMENSIONS, "default": "blended"},
+                    ),
                 ],
                 "developer",
                 400,

@@ -11,10 +11,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from datasources import history, prices
-from datasources.candles import Candle, Interval
+from datasources.candles import Candle, Dimension, Interval
 from datasources.db.models import OfferStatus
 from datasources.plans import MAX_HISTORY_DAYS, Feature
 from datasources.pricebook import Catalog, ModelRow, ProviderRow
+from datasources.pricing import Price, Rates
 from routing.rest.endpoint import JSON, Call, catalog_endpoint, endpoint
 from routing.rest.openapi import document
 
@@ -27,6 +28,29 @@ def iso(moment: datetime | None) -> str | None:
 
 def params_b(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.normalize()
+
+
+def _rates(rates: Rates) -> dict[str, Any]:
+    return {
+        "cache_read_per_1m": rates.cache_read,
+        "cache_write_per_1m": rates.cache_write,
+        "cache_write_1h_per_1m": rates.cache_write_1h,
+        "reasoning_per_1m": rates.reasoning,
+    }
+
+
+def pricing_object(offer_price: Price) -> dict[str, Any]:
+    """Every dimension beyond input and output (null: not priced apart), and the context tiers."""
+    d = offer_price.dimensions
+    return {
+        **_rates(offer_price.base),
+        "per_request": d.per_request,
+        "per_search": d.per_search,
+        "tiers": [
+            {"above_tokens": t.above, "input_per_1m": t.rates.input, "output_per_1m": t.rates.output, **_rates(t.rates)}
+            for t in d.tiers
+        ],
+    }
 
 
 def price_object(row: prices.PriceRow) -> dict[str, Any]:
@@ -44,6 +68,8 @@ def price_object(row: prices.PriceRow) -> dict[str, Any]:
         "supports_vision": offer.supports_vision,
         "supports_tools": offer.supports_tools,
         "updated_at": iso(offer.updated_at),
+        "price_kind": offer.price_kind.value,
+        "pricing": pricing_object(offer.price),
     }
 
 
@@ -82,17 +108,21 @@ async def get_history(call: Call) -> dict[str, Any]:
     days = call.integer("days", history.DEFAULT_DAYS, 1, MAX_HISTORY_DAYS)
     interval_name = call.choice("interval", "1d", tuple(INTERVALS))
     variant = call.text("variant")
+    dimension = Dimension(call.choice("dimension", Dimension.BLENDED.value, tuple(d.value for d in Dimension)))
     interval = INTERVALS[interval_name]
     history.admit(call.principal.rules, days, interval)
     await call.admit(None)
     assert model_text is not None and provider_text is not None
     async with call.sessionmaker() as session:
-        found = await history.history(session, call.catalog, model_text, provider_text, days, interval, variant)
+        found = await history.history(
+            session, call.catalog, model_text, provider_text, days, interval, variant, dimension
+        )
     return {
         "model": found.model.slug,
         "provider": found.provider.slug,
         "interval": interval_name,
         "variant": found.offer.variant,
+        "dimension": dimension.value,
         "candles": [candle_object(c, interval) for c in found.candles],
     }
 
