@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from datasources import accounts
+from datasources.catalog import precedence
 from datasources.catalog.entries import CatalogFormatError
 from datasources.catalog.importer import FORMATS, import_file
 from datasources.db import migrate
@@ -109,7 +110,7 @@ def migrate_command(revision: str, down: str | None) -> None:
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))  # a file, or a directory (modelsdev)
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True, help="The file's format.")
 def import_command(path: Path, fmt: str) -> None:
     """Import a price file in one transaction: new offers, and a tick for every changed price."""
@@ -220,6 +221,37 @@ def keys_revoke(key_id: str) -> None:
 
     key = _run(main)
     click.echo(f"revoked {key.id} ({key.prefix}...) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@cli.group("sources")
+def sources_group() -> None:
+    """Price sources."""
+
+
+@sources_group.command("disagreements")
+@click.option(
+    "--threshold",
+    default=str(precedence.DISAGREEMENT_PCT),
+    show_default=True,
+    help="Percent of the blended price by which two sources must differ.",
+)
+@click.option("--source", default=None, help="Only where this source disagrees (e.g. modelsdev).")
+def sources_disagreements(threshold: str, source: str | None) -> None:
+    """Offers whose sources disagree on the price: the offer's own (the source that set it) and the other's."""
+    limit = parse_amount(threshold, "--threshold", allow_zero=True)
+
+    async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+        async with sessions() as session:
+            return await precedence.disagreements(session, source, limit)
+
+    found = _run(main)
+    for d in found:
+        offer = "/".join(part for part in (d.provider, d.model, d.variant) if part)
+        click.echo(
+            f"{offer}: {d.source} {d.input_per_1m}/{d.output_per_1m}, {d.other_source} "
+            f"{d.other_input_per_1m}/{d.other_output_per_1m} ({d.change_pct:+}%)"
+        )
+    click.echo(f"{len(found)} disagreement(s) above {limit}%")
 
 
 @cli.command("export-schema")

@@ -75,6 +75,8 @@ VARIANT_TOKENS = frozenset(
         "us",
         "eu",
         "spot",
+        # ---- models.dev spellings (modelsdev.py): no LiteLLM key has these, so the seed is unchanged ----
+        "tee",  # Chutes: the model served inside a trusted execution environment (`GLM-5.1-TEE`)
     }
 )
 
@@ -105,7 +107,10 @@ TRAILING_PATH_VARIANTS = frozenset({"community"})
 # deployments on Azure, kept as the variant "fw").
 VENDOR_DASH_PREFIX = re.compile(
     r"^(databricks-|anthropic-|openai-|alibaba-|cohere-(?=command)|meta-(?=llama)|snowflake-(?=llama)"
-    r"|nvidia-(?=nemotron)|gemini-(?=gemma)|zai-(?=glm))"
+    r"|nvidia-(?=nemotron)|gemini-(?=gemma)|zai-(?=glm)"
+    # ---- models.dev spellings (Venice: `google-gemma-4-31b-it`, `zai-org-glm-5-1`, `z-ai-glm-5-turbo`,
+    # `xiaomi-mimo-v2-5`) ----
+    r"|google-(?=gemma)|zai-org-(?=glm)|z-ai-(?=glm)|xiaomi-(?=mimo))"
 )
 
 # Dated snapshots that were priced differently from the undated model: they keep their date.
@@ -175,6 +180,19 @@ ALIASES: dict[str, str] = {
     "morph-glm53-744b": "glm-5.3",
     "morph-glm53flash": "glm-5.3-flash",
     "morph-kimik3": "kimi-k3",
+    # ---- models.dev spellings (modelsdev.py), each checked against the file's name or base_model; no
+    # LiteLLM key normalises to these, so the seed is unchanged ----
+    "claude-opus-4.0": "claude-opus-4",  # Anthropic's `claude-opus-4-0` alias of claude-opus-4-20250514
+    "claude-sonnet-4.0": "claude-sonnet-4",
+    "kimi-k2-0711-preview": "kimi-k2",  # Moonshot's API names of Kimi K2 (0711, the first) and K2 0905
+    "kimi-k2-0905-preview": "kimi-k2-0905",
+    "mistral-large-3-675b-2512": "mistral-large-3",  # NVIDIA
+    "mistral-small-4-119b-2603": "mistral-small-2603",  # NVIDIA; Mistral's own id for Mistral Small 4
+    "mistral-7b-v03": "mistral-7b-v0.3",  # NVIDIA
+    "devstral-2512": "devstral-2-123b",  # Mistral's id for Devstral 2 (123B)
+    "devstral-2-123b-2512": "devstral-2-123b",  # Scaleway
+    "deepseek-3.2": "deepseek-v3.2",  # DigitalOcean
+    "mistral-3-14b": "ministral-3-14b",  # DigitalOcean ("Ministral 3 14B Instruct")
 }
 
 # Pattern aliases (first match wins), for families with many spellings.
@@ -187,6 +205,9 @@ PATTERN_ALIASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^gpt-35-(.+)$"), r"gpt-3.5-\1"),
     (re.compile(r"^qwen35-(.+)$"), r"qwen3.5-\1"),
     (re.compile(r"^l31-(.+)$"), r"l3.1-\1"),
+    # ---- models.dev spellings (Venice: `openai-gpt-54-mini` = gpt-5.4-mini, `minimax-m25` = minimax-m2.5) ----
+    (re.compile(r"^gpt-([5-9])([1-9])((?:-.+)?)$"), r"gpt-\1.\2\3"),
+    (re.compile(r"^minimax-m(\d)(\d)$"), r"minimax-m\1.\2"),
 )
 
 # Aliases that hold only within one provider's (or OpenRouter's) namespace.

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from datasources.catalog.entries import OfferEntry
 from datasources.catalog.ingest import IngestResult, apply_offers
 from datasources.catalog.litellm import parse_litellm_file
+from datasources.catalog.modelsdev import parse_modelsdev_dir
 from datasources.catalog.openrouter import parse_openrouter_file
 from datasources.catalog.seed import load_seed
 from datasources.db.models import Offer
@@ -19,6 +20,7 @@ from datasources.events import Broker
 FORMATS: dict[str, Callable[[Path], list[OfferEntry]]] = {
     "litellm": parse_litellm_file,
     "openrouter": parse_openrouter_file,
+    "modelsdev": parse_modelsdev_dir,
 }
 SEED_SOURCE = "litellm"
 PG_SEED_LOCK = 0x73656564

@@ -175,6 +175,85 @@ SOURCE_PROVIDER_NAMES: dict[str, str | None] = {
     "x-ai": "xai",
     "mistralai": "mistral",
     "qwen": "alibaba",
+    # ---- models.dev `providers/<dir>` names (datasources/catalog/modelsdev.py) ----------------------
+    # Directories named like one of our slugs (`openai`, `deepinfra`, `groq`, `zai`, ...) need no entry;
+    # `moonshotai`, `amazon-bedrock`, `google-vertex`, `friendli`, `gmicloud` are mapped above.
+    "togetherai": "together",
+    "fireworks-ai": "fireworks",
+    "novita-ai": "novita",
+    "google-vertex-anthropic": "vertex",  # Claude on Vertex AI
+    "azure-cognitive-services": "azure",  # the same Azure deployments (its files link to azure's)
+    "cloudflare-workers-ai": "cloudflare",
+    "wafer.ai": "wafer",
+    "llama": "meta",  # Meta's Llama API (api.llama.com)
+    "snowflake-cortex": "snowflake",
+    "tencent-tokenhub": "tencent",  # Tencent Cloud's MaaS
+    **dict.fromkeys(
+        (
+            # Aggregators, routers, gateways and resellers of other providers' models.
+            "302ai",
+            "abacus",
+            "abliteration-ai",
+            "anyapi",
+            "auriko",
+            "cloudflare-ai-gateway",
+            "cortecs",
+            "fastrouter",
+            "frogbot",
+            "helicone",
+            "huggingface",
+            "jiekou",
+            "kilo",
+            "llmgateway",
+            "merge-gateway",
+            "nano-gpt",
+            "neon",
+            "opencode",
+            "opencode-go",
+            "orcarouter",
+            "perplexity-agent",
+            "poe",
+            "qiniu-ai",
+            "requesty",
+            "routing-run",
+            "sap-ai-core",
+            "vercel",
+            "vivgrid",
+            "zenmux",
+            # Subscriptions, coding and token plans, and products (not per-token APIs).
+            "alibaba-coding-plan",
+            "alibaba-coding-plan-cn",
+            "alibaba-token-plan",
+            "alibaba-token-plan-cn",
+            "github-copilot",
+            "github-models",
+            "gitlab",
+            "kimi-for-coding",
+            "kuae-cloud-coding-plan",
+            "minimax-coding-plan",
+            "minimax-cn-coding-plan",
+            "tencent-coding-plan",
+            "umans-ai-coding-plan",
+            "xiaomi-token-plan-ams",
+            "xiaomi-token-plan-cn",
+            "xiaomi-token-plan-sgp",
+            "zai-coding-plan",
+            "zhipuai-coding-plan",
+            # Local runtimes and local proxies.
+            "atomic-chat",
+            "lmstudio",
+            "ollama-cloud",
+            "privatemode-ai",
+            # Mainland-China platforms of a provider we carry (as `bigmodel` below: prices in CNY terms).
+            "alibaba-cn",
+            "minimax-cn",
+            "moonshotai-cn",
+            "siliconflow-cn",
+            "zhipuai",
+        ),
+        None,
+    ),
+    # ---- end of models.dev names ---------------------------------------------------------------------
     # Aggregators, resellers, products, local runtimes, placeholders, mirrors (module docstring).
     **dict.fromkeys(
         (
