@@ -103,6 +103,8 @@ class UsageRecorded:
     status: int
     estimated: bool
     created_at: datetime
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's cache
+    reasoning_tokens: int = 0  # of completion_tokens
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from datasources.catalog.providers import provider_slug
 from datasources.db.models import Model, Offer, OfferStatus, Provider
 from datasources.errors import NotFound
 from datasources.events import Event, MemoryBroker, PriceChanged, StatusChanged
-from datasources.pricing import NO_DIMENSIONS, Dimensions, Price, PriceKind, price_kind, price_of
+from datasources.pricing import NO_DIMENSIONS, Dimensions, Price, PriceKind, price_kind, price_of, service_tier
 
 log = logging.getLogger("pricegraph.pricebook")
 
@@ -92,11 +92,18 @@ class OfferRow:
         """Whether the offer has a price to compare: free and unpriced offers are never the cheapest."""
         return self.price_kind is PriceKind.PRICED
 
+    @property
+    def service_tier(self) -> str | None:
+        """batch, flex or priority for a service tier's variant; None for the standard tier."""
+        return service_tier(self.variant)
 
-def sort_key(offer: OfferRow) -> tuple[bool, Decimal, int]:
-    """The one price order: priced offers, cheapest blended first, then the oldest offer; free and
-    unpriced offers after every priced one."""
-    return not offer.priced, offer.input_per_1m + offer.output_per_1m, offer.id
+
+def sort_key(offer: OfferRow) -> tuple[int, Decimal, int]:
+    """The one price order: priced offers at the standard service tier, cheapest blended first, then the
+    oldest offer; then the service tiers' variants (batch, flex, priority) the same way; free and
+    unpriced offers last."""
+    group = 2 if not offer.priced else 1 if offer.service_tier is not None else 0
+    return group, offer.input_per_1m + offer.output_per_1m, offer.id
 
 
 def model_slugs(text: str) -> list[str]:

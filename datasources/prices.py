@@ -68,9 +68,10 @@ class Comparison:
 
 
 def comparable(offer: OfferRow) -> bool:
-    """Whether an offer takes part in the cheapest price and the average: live, and priced (a free or
-    unpriced offer stays visible, never the cheapest)."""
-    return offer.status is OfferStatus.LIVE and offer.priced
+    """Whether an offer takes part in the cheapest price and the average: live, priced (a free or
+    unpriced offer stays visible, never the cheapest) and at the standard service tier (a batch price is
+    for another API, a flex or priority one for a request that asks for it)."""
+    return offer.status is OfferStatus.LIVE and offer.priced and offer.service_tier is None
 
 
 def cheapest(offers: Sequence[OfferRow]) -> OfferRow | None:

@@ -20,6 +20,9 @@ from decimal import Decimal
 from datasources.money import ONE_MILLION, price
 
 ZERO = Decimal(0)
+# Service tiers a provider sells one model at, each an offer variant of its own (`priority`,
+# `mantle-flex`): asked for per request (`service_tier`), or not at all for batch (its own API).
+SERVICE_TIERS = ("batch", "flex", "priority")
 MAX_TIERS = 8  # context tiers an offer may have (sources give at most 3)
 
 
@@ -125,6 +128,12 @@ class Price:
             if prompt_tokens > tier.above:
                 chosen = tier.rates
         return chosen
+
+
+def service_tier(variant: str) -> str | None:
+    """The service tier a variant is sold at; None for the standard tier."""
+    last = variant.rsplit("-", 1)[-1]
+    return last if last in SERVICE_TIERS else None
 
 
 def price_kind(input_per_1m: Decimal, output_per_1m: Decimal, dimensions: Dimensions = NO_DIMENSIONS) -> PriceKind:

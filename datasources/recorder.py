@@ -323,6 +323,8 @@ class Recorder:
                     status=f.status,
                     estimated=f.estimated,
                     created_at=f.created_at,
+                    cached_tokens=f.cache_read_tokens,
+                    reasoning_tokens=f.reasoning_tokens,
                 )
             )
         by_account: dict[int, list[Finished]] = defaultdict(list)

@@ -16,8 +16,8 @@ from schema.bounds import Page, Sized
 from schema.candles import CANDLES, Candle, CandleInterval, PriceDimension, candles_of_offer
 from schema.context import Info
 
-MODEL_OFFERS = Page(default=50, maximum=100)  # the most offers of one model in the seed: 32
-PROVIDER_OFFERS = Page(default=100, maximum=500)  # the most offers of one provider in the seed: 478
+MODEL_OFFERS = Page(default=50, maximum=100)  # the most offers of one model in the seed: 62
+PROVIDER_OFFERS = Page(default=100, maximum=1000)  # the most offers of one provider in the seed: 885
 TIERS = Sized.fixed(pricing.MAX_TIERS, "an offer's context tiers")
 
 

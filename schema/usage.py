@@ -424,6 +424,14 @@ class UsageEvent:
     def output_tokens(self) -> int:
         return self.row.completion_tokens
 
+    @strawberry.field(description="Prompt tokens read from the provider's cache (part of inputTokens).")
+    def cached_tokens(self) -> int:
+        return self.row.cached_tokens
+
+    @strawberry.field(description="Completion tokens spent on reasoning (part of outputTokens).")
+    def reasoning_tokens(self) -> int:
+        return self.row.reasoning_tokens
+
     @strawberry.field
     def estimated(self) -> bool:
         return self.row.estimated

@@ -246,6 +246,14 @@ async def subscribed(broker: Any, before: set[Any], count: int = 1, timeout: flo
     )
 
 
+def price_group(kind: str, variant: str) -> int:
+    """Where a price sorts, as the README states it: 0 priced at the standard service tier, 1 a service
+    tier's variant (batch, flex, priority), 2 free or unpriced."""
+    if kind.lower() != "priced":
+        return 2
+    return 1 if variant.rsplit("-", 1)[-1] in ("batch", "flex", "priority") else 0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

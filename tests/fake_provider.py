@@ -30,6 +30,7 @@ class Behaviour:
     chunk_delay: float = 0.0  # between stream chunks (and before the second half of a plain answer)
     cut_after: int | None = None  # stream: drop the connection after this many chunks
     usage: bool = True  # report usage (in the last stream chunk only when include_usage is asked)
+    usage_block: dict[str, Any] | None = None  # the usage block to report, as given (any provider's shape)
     reply: str = "Hello from the fake provider."
     pieces: int = 4  # stream content chunks
     tool_call: bool = False  # answer with a tool call when the body has tools
@@ -131,8 +132,11 @@ class FakeProvider:
             return StreamingResponse(slow(), media_type="application/json")
         return Response(raw, media_type="application/json")
 
-    def usage(self, body: dict[str, Any], b: Behaviour) -> dict[str, int]:
-        """Prompt tokens by the gateway's own estimator; completion = max_tokens when given."""
+    def usage(self, body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
+        """Prompt tokens by the gateway's own estimator; completion = max_tokens when given; or the
+        behaviour's own usage block."""
+        if b.usage_block is not None:
+            return b.usage_block
         prompt = prompt_tokens(body)
         completion = body.get("max_completion_tokens") or body.get("max_tokens") or len(b.reply.split())
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -147,7 +151,7 @@ class FakeProvider:
         }
 
     async def stream(
-        self, provider: str, body: dict[str, Any], b: Behaviour, completion_id: str, usage: dict[str, int]
+        self, provider: str, body: dict[str, Any], b: Behaviour, completion_id: str, usage: dict[str, Any]
     ) -> Any:
         base = {
             "id": completion_id,

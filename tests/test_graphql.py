@@ -24,7 +24,7 @@ from graphql import get_introspection_query
 
 from datasources.callers import OperatorToken
 from server import Settings, create_app
-from tests.conftest import Databases, LiveServer, pg_server_url
+from tests.conftest import Databases, LiveServer, pg_server_url, price_group
 
 ADMIN_TOKEN = "operator-token-for-tests-0123456789"
 D = Decimal
@@ -285,7 +285,11 @@ query ($m: String, $p: String) {
 """
 
 
-@pytest.mark.parametrize("slug", ["llama-3.3-70b", "deepseek-v3", "llama-3.1-8b"])
+def group(price: dict[str, Any]) -> int:
+    return price_group(price["priceKind"], price["variant"])
+
+
+@pytest.mark.parametrize("slug", ["llama-3.3-70b", "deepseek-v3", "llama-3.1-8b", "gpt-4o"])
 def test_model_cheapest_and_provider_count_agree_with_prices(anon: Caller, slug: str) -> None:
     model = anon.data(
         """query ($s: String!) { model(slug: $s) {
@@ -298,11 +302,11 @@ def test_model_cheapest_and_provider_count_agree_with_prices(anon: Caller, slug:
     for price in prices:
         assert price["model"]["slug"] == slug
         assert blended(price) == (D(price["inputPer1m"]) + D(price["outputPer1m"])) / 2
-    keys = [(p["priceKind"] != "PRICED", blended(p), int(p["id"])) for p in prices]
-    assert keys == sorted(keys)  # priced ones cheapest blended first, then the oldest; free and unpriced last
+    keys = [(group(p), blended(p), int(p["id"])) for p in prices]
+    assert keys == sorted(keys)  # standard priced ones cheapest blended first; service tiers; free and unpriced
     assert [p["id"] for p in model["prices"]] == [p["id"] for p in prices] == [o["id"] for o in model["offers"]]
 
-    live = [p for p in prices if p["status"] == "LIVE" and p["priceKind"] == "PRICED"]
+    live = [p for p in prices if p["status"] == "LIVE" and group(p) == 0]
     assert all(blended(p) > 0 for p in live)
     assert model["cheapest"]["id"] == live[0]["id"]
     assert blended(model["cheapest"]) == min(blended(p) for p in live)
@@ -464,7 +468,7 @@ def test_compare_needs_the_team_plan_and_agrees_with_prices(anon: Caller, accoun
     assert [r["model"]["slug"] for r in rows] == names
     for row in rows:
         live = [p for p in anon.data(PRICES, m=row["model"]["slug"])["prices"] if p["status"] == "LIVE"]
-        prices = [p for p in live if p["priceKind"] == "PRICED"]  # a zero is no price: never cheapest, nor averaged
+        prices = [p for p in live if group(p) == 0]  # a zero is no price, a batch price another API's
         assert row["cheapest"]["id"] == prices[0]["id"]
         assert row["cheapestProvider"] == prices[0]["provider"]["slug"]
         assert D(row["cheapestBlended"]) == blended(prices[0])

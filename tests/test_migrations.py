@@ -70,3 +70,53 @@ async def test_migrations_match_the_models(databases_by_backend: dict[str, Datab
         assert diff == []
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+async def test_the_price_dimensions_migration_keeps_existing_prices(
+    databases_by_backend: dict[str, Databases], backend_name: str
+) -> None:
+    """Offers written before 0006 keep their price; a 0 / 0 one becomes unpriced; each offer's source
+    gets its first observation."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sqlalchemy import text
+
+    url = await databases_by_backend[backend_name].new()
+    engine = create_engine(url)
+    money = 10**10 if backend_name == "sqlite" else 1  # SQLite stores 1e-10 USD as an integer
+    at: object = "2026-01-01 00:00:00" if backend_name == "sqlite" else datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        await migrate.upgrade(engine, "0005")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO providers (id, slug, name, created_at) VALUES (1, 'p', 'P', :t)"),
+                {"t": at},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO models (id, slug, display_name, family, is_benchmark, created_at) "
+                    "VALUES (1, 'm', 'M', 'f', false, :t)"
+                ),
+                {"t": at},
+            )
+            for offer_id, variant, price in ((1, "", 0), (2, "turbo", 2)):
+                await conn.execute(
+                    text(
+                        "INSERT INTO offers (id, provider_id, model_id, variant, provider_model_id, supports_vision,"
+                        " supports_tools, input_per_1m, output_per_1m, status, source, updated_at, confirmed_at)"
+                        " VALUES (:id, 1, 1, :v, 'm', false, false, :p, :p, 'live', 'litellm', :t, :t)"
+                    ),
+                    {"id": offer_id, "v": variant, "p": price * money, "t": at},
+                )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            kinds = dict((await conn.execute(text("SELECT variant, price_kind FROM offers"))).all())
+            observed = (
+                await conn.execute(text("SELECT offer_id, source, input_per_1m FROM offer_observations ORDER BY 1"))
+            ).all()
+        assert kinds == {"": "unpriced", "turbo": "priced"}
+        assert [(o, s, Decimal(p) / money) for o, s, p in observed] == [(1, "litellm", 0), (2, "litellm", 2)]
+    finally:
+        await engine.dispose()

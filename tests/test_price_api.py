@@ -24,7 +24,7 @@ from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Plan
 from routing.rest.openapi import document
 from server import Settings, create_app
-from tests.conftest import FIXTURES, SHARED_DOCS, LiveServer
+from tests.conftest import FIXTURES, SHARED_DOCS, LiveServer, price_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICE_API_DOC = SHARED_DOCS / "price-api.txt"
@@ -174,8 +174,8 @@ def test_prices_are_the_catalog_prices_cheapest_first(api: Api) -> None:
     assert body["model"] == "llama-3.3-70b"
     rows = body["prices"]
     assert len({r["provider"] for r in rows}) >= 4
-    blended = [Decimal(str(r["blended_per_1m"])) for r in rows]
-    assert blended == sorted(blended)
+    order = [(price_group(r["price_kind"], r["variant"]), Decimal(str(r["blended_per_1m"]))) for r in rows]
+    assert order == sorted(order)  # priced at the standard tier cheapest first, then service tiers, then zeros
     for r in rows:
         assert (
             Decimal(str(r["blended_per_1m"]))
@@ -219,10 +219,11 @@ def test_compare_summarizes_each_model(api: Api) -> None:
     for row in body["models"]:
         prices = api.get("/prices", model=row["model"], ip="198.51.100.22").json()["prices"]
         live = [p for p in prices if p["status"] == "live"]
-        assert row["cheapest_blended"] == min(p["blended_per_1m"] for p in live)
-        assert row["cheapest_provider"] == live[0]["provider"]
+        compared = [p for p in live if price_group(p["price_kind"], p["variant"]) == 0]  # standard tier, priced
+        assert row["cheapest_blended"] == min(p["blended_per_1m"] for p in compared)
+        assert row["cheapest_provider"] == compared[0]["provider"]
         assert row["provider_count"] == len({p["provider"] for p in live})
-        mean = sum(Decimal(str(p["blended_per_1m"])) for p in live) / len(live)
+        mean = sum(Decimal(str(p["blended_per_1m"])) for p in compared) / len(compared)
         assert abs(Decimal(str(row["avg_blended"])) - mean) < Decimal("1e-9")
     only = api.get("/compare", plan="team", models="llama-3.3-70b", provider="groq").json()["models"][0]
     assert only["cheapest_provider"] in {"groq", None}

@@ -22,10 +22,10 @@ from tests.conftest import FIXTURES, Databases, LiveServer, free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 CATALOG = """
-query ($first: Int!, $offset: Int!) {
+query ($first: Int!, $offset: Int!, $offers: Int = 50) {
   models(first: $first, offset: $offset) {
     slug displayName family paramsB isBenchmark providerCount
-    offers { variant providerModelId inputPer1m outputPer1m blendedPer1m status
+    offers(first: $offers) { variant providerModelId inputPer1m outputPer1m blendedPer1m status priceKind
              provider { slug name } model { slug } }
   }
 }
@@ -104,14 +104,21 @@ def test_fresh_start_serves_the_seed_catalog(started: str) -> None:
     assert not slugs & {"openrouter", "vercel_ai_gateway", "github_copilot"}
 
     models = []
-    while batch := gql(started, CATALOG, first=50, offset=len(models))["models"]:
+    while batch := gql(started, CATALOG, first=20, offset=len(models), offers=100)["models"]:
         models += batch
     assert len(models) >= 300
     assert len({m["slug"] for m in models}) == len(models)
     for model in models:
         offers = model["offers"]
-        blended = [Decimal(o["blendedPer1m"]) for o in offers]
-        assert blended == sorted(blended)
+        tiers = ("batch", "flex", "priority")  # standard priced offers, service tiers, then free and unpriced
+        order = [
+            (
+                2 if o["priceKind"] != "PRICED" else int(o["variant"].rsplit("-", 1)[-1] in tiers),
+                Decimal(o["blendedPer1m"]),
+            )
+            for o in offers
+        ]
+        assert order == sorted(order)
         assert all(
             Decimal(o["blendedPer1m"]) == (Decimal(o["inputPer1m"]) + Decimal(o["outputPer1m"])) / 2 for o in offers
         )
@@ -191,7 +198,7 @@ async def test_nested_catalog_queries_are_answered_from_memory(seeded_url: URL) 
 
         event.listen(app.state.engine.sync_engine, "before_cursor_execute", executed)
         counts = []
-        for first in (5, 50, 80):
+        for first in (5, 50, 70):
             statements.clear()
             models = gql(server.url, CATALOG, first=first, offset=0)["models"]
             assert len(models) == first and all(m["offers"] for m in models)

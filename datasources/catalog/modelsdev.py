@@ -291,11 +291,13 @@ def _prices(cost: dict[str, Any], file: Path, model_id: str) -> tuple[Rates, tup
 
 
 def _rates(table: dict[str, Any], where: str, base: Rates | None, file: Path, model_id: str) -> Rates:
-    """The rates of `[cost]` (input and output required) or of a tier (missing input/output: the base's)."""
+    """The rates of `[cost]` (input and output required) or of a tier (a rate it does not give: the base's,
+    as the LiteLLM importer reads tiers)."""
     values = {key: _price(table.get(key), f"{where}.{key}", file, model_id) for key in PRICE_KEYS}
     input_price, output_price = values.pop("input"), values.pop("output")
     if base is not None:
         input_price = base.input if input_price is None else input_price
+        values = {key: getattr(base, key) if value is None else value for key, value in values.items()}
         output_price = base.output if output_price is None else output_price
     if input_price is None or output_price is None:
         missing = " and ".join(k for k, v in (("input", input_price), ("output", output_price)) if v is None)

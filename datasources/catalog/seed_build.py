@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from datasources.catalog.entries import OfferEntry
-from datasources.catalog.litellm import load_json, parse_litellm_report
+from datasources.catalog.litellm import SERVICE_TIERS, load_json, parse_litellm_report
 from datasources.catalog.seed import LICENSE, SEED_PATH, offer_to_dict
 
 
@@ -38,8 +38,17 @@ def summary(offers: list[OfferEntry], skipped: Counter[str]) -> str:
     for offer in offers:
         providers.setdefault(offer.model.slug, set()).add(offer.provider)
     top = sorted(providers.items(), key=lambda item: (-len(item[1]), item[0]))[:40]
+    dimensions: Counter[str] = Counter()
+    for offer in offers:
+        d = offer.dimensions
+        for name in ("cache_read", "cache_write", "cache_write_1h", "reasoning", "per_request", "per_search"):
+            dimensions[name] += getattr(d, name) is not None
+        dimensions["tiers"] += bool(d.tiers)
+    services = Counter(tier for o in offers if (tier := o.variant.rsplit("-", 1)[-1]) in set(SERVICE_TIERS.values()))
     lines = [
         f"offers: {len(offers)}  models: {len(providers)}  providers: {len({o.provider for o in offers})}",
+        "offers pricing a dimension: " + "  ".join(f"{name}: {n}" for name, n in dimensions.items()),
+        "service-tier variants: " + "  ".join(f"{name}: {n}" for name, n in sorted(services.items())),
         "skipped:",
         *(f"  {count:5}  {reason}" for reason, count in sorted(skipped.items(), key=lambda i: (-i[1], i[0]))),
         "most offered models (providers):",

@@ -78,7 +78,13 @@ class ChatCompletions:
         customer_keys = parse_provider_keys(headers.get(KEYS_HEADER))
         preferences = parse_preferences(x.body.get("provider"))
         selection = select_candidates(
-            gateway.book.catalog, x.body["model"], preferences, customer_keys, gateway.config, gateway.health
+            gateway.book.catalog,
+            x.body["model"],
+            preferences,
+            customer_keys,
+            gateway.config,
+            gateway.health,
+            request.service_tier(x.body),
         )
         candidates = selection.candidates
         if not candidates:

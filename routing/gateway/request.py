@@ -64,3 +64,16 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise GatewayError(400, f"{name} must be a positive integer", "invalid_request")
     return body
+
+
+REQUESTABLE_TIERS = {None: None, "auto": None, "default": None, "flex": "flex", "priority": "priority"}
+
+
+def service_tier(body: dict[str, Any]) -> str | None:
+    """The service tier a request asks for (OpenAI's `service_tier`): None for the standard one; `flex`
+    and `priority` are routed to those variants and billed at their rates."""
+    value = body.get("service_tier")
+    if not isinstance(value, str | None) or value not in REQUESTABLE_TIERS:
+        names = ", ".join(str(k) for k in REQUESTABLE_TIERS if k)
+        raise GatewayError(400, f"service_tier must be one of {names}, got {value!r}", "invalid_request")
+    return REQUESTABLE_TIERS[value]

@@ -19,7 +19,7 @@ async def route_models(call: Call) -> dict[str, Any]:
     catalog = call.catalog
     by_model: dict[str, dict[str, tuple[Decimal, str]]] = {}
     for offer in catalog.prices_sorted:
-        if offer.status is not OfferStatus.LIVE or not offer.priced:
+        if offer.status is not OfferStatus.LIVE or not offer.priced or offer.service_tier is not None:
             continue
         provider = catalog.providers[offer.provider_id].slug
         conf = config.provider(provider)

@@ -156,14 +156,20 @@ class Selection:
     skipped: dict[str, float]  # providers cooling down → when they may be tried again (monotonic)
 
 
-def offers_for(catalog: Catalog, text: str) -> tuple[ModelRow, ProviderRow | None, list[tuple[OfferRow, ProviderRow]]]:
-    """The model a request names and its priced offers that are not unavailable, from the price book (a
-    free or unpriced offer is never routed to: a zero from a source is no price to bill by)."""
+def offers_for(
+    catalog: Catalog, text: str, tier: str | None = None
+) -> tuple[ModelRow, ProviderRow | None, list[tuple[OfferRow, ProviderRow]]]:
+    """The model a request names and its priced offers at the service tier asked for (None: the standard
+    one) that are not unavailable, from the price book. A free or unpriced offer is never routed to: a zero
+    from a source is no price to bill by; nor is a batch price, which is for another API."""
     model, pinned = catalog.find_model_ref(text)
     rows = [
         (o, catalog.providers[o.provider_id])
         for o in catalog.model_offers(model.id)
-        if o.status is not OfferStatus.UNAVAILABLE and o.priced and (pinned is None or o.provider_id == pinned.id)
+        if o.status is not OfferStatus.UNAVAILABLE
+        and o.priced
+        and o.service_tier == tier
+        and (pinned is None or o.provider_id == pinned.id)
     ]
     return model, pinned, rows
 
@@ -175,14 +181,16 @@ def select_candidates(
     customer_keys: dict[str, str],
     config: GatewayConfig,
     health: Health,
+    tier: str | None = None,
 ) -> Selection:
     try:
-        model, pinned, rows = offers_for(catalog, text)
+        model, pinned, rows = offers_for(catalog, text, tier)
     except NotFound:
         raise GatewayError(404, f"model not found: {text}", "model_not_found") from None
     if not rows:
         where = f" at {pinned.slug}" if pinned else ""
-        raise GatewayError(404, f"no provider offers {model.slug}{where}", "model_not_found")
+        at_tier = f" at the {tier} service tier" if tier else ""
+        raise GatewayError(404, f"no provider offers {model.slug}{where}{at_tier} at a price", "model_not_found")
     live = [(o, p) for o, p in rows if o.status is OfferStatus.LIVE]
     by_price = bool(live)
     if by_price:
