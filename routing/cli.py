@@ -133,6 +133,12 @@ def import_command(path: Path, fmt: str) -> None:
         f"{path}: {result.offers_created} new offers, {result.offers_updated} updated, "
         f"{result.unchanged} unchanged, {len(result.ticks)} price ticks, "
         f"{result.models_created} new models, {result.providers_created} new providers"
+        + (
+            f"; {result.held_by_precedence} kept at the price of a source ranked higher"
+            " (python server.py sources disagreements)"
+            if result.held_by_precedence
+            else ""
+        )
     )
 
 
