@@ -1,6 +1,9 @@
 """Candles over a year of ticks: 500 sparse pairs shaped like the real LiteLLM price changes plus 20 dense
 pairs with a tick every minute (~10.5 million rows), loaded into a fresh SQLite file and a fresh
-PostgreSQL database; then 365 daily and 30 days of hourly candles for one sparse and one dense pair.
+PostgreSQL database, and rolled up (datasources/rollups.py); then 365 daily and 30 days of hourly candles
+for one sparse and one dense pair, from the rollups and (the baseline) from the raw ticks
+(`candles_from_ticks`), checked equal. Last, the rollups' write cost: ingest time per tick with and
+without their maintenance, live ticks and back-dated ones.
 
     .venv/bin/python bench/history.py [--smoke]
 """
@@ -31,7 +34,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.results import Row
-from datasources.candles import Interval, build_candles, candles_for_offer, window
+from datasources import rollups
+from datasources.candles import Interval, build_candles, candles_for_offer, candles_from_ticks, window
+from datasources.catalog.entries import ModelIdentity, OfferEntry
+from datasources.catalog.ingest import apply_offers
 from datasources.db import migrate
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Model, Offer, PriceTick, Provider
@@ -285,6 +291,17 @@ async def measure(backend: str, engine: AsyncEngine, pairs: dict[str, int], smok
             rows.append(Row(SCENARIO, case, "p50", _pct(times, 0.5), "ms", target, note))
             rows.append(Row(SCENARIO, case, "p99", _pct(times, 0.99), "ms", "", note))
             print(f"  {case}: p50 {_pct(times, 0.5):.1f} ms, p99 {_pct(times, 0.99):.1f} ms ({note})", flush=True)
+            raw_runs = 2 if smoke or kind == "dense" else 5
+
+            async def raw(days: int = days, interval: Interval = interval, offer_id: int = offer_id) -> object:
+                async with sessions() as session:
+                    return (await candles_from_ticks(session, [offer_id], days, interval, now=NOW))[offer_id]
+
+            times, baseline = await timed(raw, raw_runs, 1)
+            assert baseline == candles, f"the rollups disagree with the raw ticks on {case}"
+            note = f"raw ticks aggregated in SQL (candles_from_ticks, the baseline); {raw_runs} runs; same candles"
+            rows.append(Row(SCENARIO, case + " (raw ticks, before)", "p50", _pct(times, 0.5), "ms", "", note))
+            print(f"  {case} raw ticks: p50 {_pct(times, 0.5):.1f} ms", flush=True)
             if kind == "dense" and not smoke:  # the old path, for comparison: a few runs are enough
                 times, old = await timed(lambda d=days, i=interval, o=offer_id: legacy_candles(engine, o, d, i), 3, 0)
                 assert old == candles, f"the SQL path disagrees with the Python path on {case}"
@@ -300,6 +317,71 @@ async def measure(backend: str, engine: AsyncEngine, pairs: dict[str, int], smok
                     )
                 )
                 print(f"  {case} python path: p50 {_pct(times, 0.5):.1f} ms", flush=True)
+    return rows
+
+
+async def _ingest_rounds(engine: AsyncEngine, tag: str, offers: int, rounds: int) -> tuple[float, float]:
+    """ms per tick of `rounds` live ingest calls changing every one of `offers` prices, then of one
+    back-dated call filing a tick per offer as history."""
+    sessions = sessionmaker(engine)
+    model = ModelIdentity(f"bench-{tag}", "Bench", "bench", None, False)
+
+    def entries(step: int) -> list[OfferEntry]:
+        return [
+            OfferEntry(
+                f"bench-{tag}-{n}",
+                model,
+                "",
+                f"m{n}",
+                Decimal(step + 1),
+                Decimal(n + 1),
+                None,
+                None,
+                False,
+                False,
+                f"k{n}",
+            )
+            for n in range(offers)
+        ]
+
+    async def call(step: int, at: datetime) -> None:
+        async with sessions() as session, session.begin():
+            await apply_offers(session, entries(step), source="bench", observed_at=at)
+
+    await call(0, NOW)
+    began = time.perf_counter()
+    for step in range(1, rounds + 1):
+        await call(step, NOW + timedelta(minutes=step))
+    live = (time.perf_counter() - began) * 1000 / (rounds * offers)
+    began = time.perf_counter()
+    await call(rounds + 1, NOW - timedelta(hours=3))
+    history = (time.perf_counter() - began) * 1000 / offers
+    return live, history
+
+
+async def write_cost(backend: str, engine: AsyncEngine, smoke: bool) -> list[Row]:
+    """Ingest with the rollups kept, and with their maintenance switched off (the ticks' insert still
+    returns ids), on fresh offers each."""
+    offers, rounds = (100, 3) if smoke else (1000, 5)
+    with_live, with_history = await _ingest_rounds(engine, "with", offers, rounds)
+    record, defer = rollups.record, rollups.defer
+
+    async def no_record(*args: object) -> None:
+        return None
+
+    rollups.record, rollups.defer = no_record, lambda *args: None  # type: ignore[assignment]
+    try:
+        without_live, without_history = await _ingest_rounds(engine, "without", offers, rounds)
+    finally:
+        rollups.record, rollups.defer = record, defer  # type: ignore[method-assign]
+    rows = []
+    for path, with_, without in (("live", with_live, without_live), ("history", with_history, without_history)):
+        note = f"{offers} offers per ingest call; without rollups {without:.3f}, with {with_:.3f} ms/tick"
+        case = f"{backend} ingest {path} tick"
+        rows.append(Row(SCENARIO, case + " (with rollups)", "per tick", with_, "ms", "", note))
+        rows.append(Row(SCENARIO, case + " (without rollups)", "per tick", without, "ms", "", note))
+        rows.append(Row(SCENARIO, case + " rollup cost", "per tick", with_ - without, "ms", "", note))
+        print(f"  {case}: {without:.3f} -> {with_:.3f} ms per tick", flush=True)
     return rows
 
 
@@ -332,7 +414,14 @@ async def bench_backend(backend: str, url: URL, loader: Callable[[], Awaitable[L
                     .limit(1)
                 )
             ).scalar_one()
+        began = time.perf_counter()
+        async with sessionmaker(engine)() as session, session.begin():
+            await rollups.rebuild(session)
+        seconds = time.perf_counter() - began
+        print(f"{backend}: rolled up in {seconds:.1f} s", flush=True)
+        rows.append(Row(SCENARIO, f"{backend} rollup backfill", "s", seconds, "s", "", f"{total:,} ticks, in SQL"))
         rows += await measure(backend, engine, {"sparse": busiest, "dense": dense_ids[0]}, smoke)
+        rows += await write_cost(backend, engine, smoke)
         return rows
     finally:
         await engine.dispose()

@@ -5,13 +5,18 @@ cache-read price reads at its input price, as it is billed).
 open is the price in force when the interval starts (the previous close), so change_pct compares
 close with open. Intervals without a tick carry the last close forward; there is no candle before
 an offer's first tick.
+
+`candles_for_offers` reads the hourly and daily rollups (datasources/rollups.py, table candle_rollups);
+`candles_from_ticks` aggregates the raw ticks in SQL and gives the same candles, slower: it is the
+reference the rollups are tested against, and what stitches the interval holding `now` when the rollup
+of that interval already counts ticks observed after `now`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +25,7 @@ from sqlalchemy import ColumnElement, String, and_, cast, func, literal, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from datasources.db.models import Money, Offer, PriceTick, UTCDateTime
+from datasources.db.models import CandleRollup, Money, Offer, PriceTick, UTCDateTime
 from datasources.errors import BadInput
 from datasources.money import blended, percent_change, price
 from datasources.plans import MAX_HISTORY_DAYS
@@ -190,24 +195,10 @@ def _bucket_bounds(dialect: str, start: datetime, step: timedelta, count: int): 
     )
 
 
-async def candles_for_offers(
-    session: AsyncSession,
-    offer_ids: Sequence[int],
-    days: int,
-    interval: Interval,
-    now: datetime | None = None,
-    dimension: Dimension = Dimension.BLENDED,
-) -> dict[int, list[Candle]]:
-    """Candles for each offer (an offer without ticks gets []), in two SQL statements whatever the count:
-    the last tick before the window per offer, then one row per offer and interval that holds ticks
-    (count, low, high, first and last price, aggregated in the database). The view is as of `now`:
-    ticks observed after it are left out."""
-    now = now or datetime.now(UTC)
-    start, end = window(days, interval, now)
-    ids = sorted(set(offer_ids))
-    if not ids:
-        return {}
-
+async def _tick_priors(
+    session: AsyncSession, ids: Sequence[int], start: datetime, dimension: Dimension
+) -> dict[int, Decimal]:
+    """Each offer's price by the last tick before `start` (offers without one are left out)."""
     last_before = (
         select(PriceTick.id)
         .where(PriceTick.offer_id == Offer.id, PriceTick.observed_at < start)
@@ -217,14 +208,25 @@ async def candles_for_offers(
         .scalar_subquery()
     )
     latest = select(last_before.label("tick_id")).select_from(Offer).where(Offer.id.in_(ids)).subquery()
-    prior_rows = await session.execute(
+    rows = await session.execute(
         select(PriceTick.offer_id, type_coerce(dimension.measure(PriceTick), Money)).join(
             latest, PriceTick.id == latest.c.tick_id
         )
     )
-    priors = {offer_id: dimension.reading(measured) for offer_id, measured in prior_rows}
+    return {offer_id: dimension.reading(measured) for offer_id, measured in rows}
 
-    count = -((start - end) // interval.step)
+
+async def _tick_buckets(
+    session: AsyncSession,
+    ids: Sequence[int],
+    start: datetime,
+    count: int,
+    interval: Interval,
+    now: datetime,
+    dimension: Dimension,
+) -> dict[int, list[Bucket]]:
+    """Each offer's intervals holding ticks observed by `now`, of the `count` from `start`, aggregated
+    from the raw ticks in one statement."""
     bounds = _bucket_bounds(session.get_bind().dialect.name, start, interval.step, count)
     tick = aliased(PriceTick, name="t")
     edge = aliased(PriceTick, name="e")
@@ -266,9 +268,105 @@ async def candles_for_offers(
         .order_by(tick.offer_id, bounds.c.k)
     )
     series: dict[int, list[Bucket]] = {offer_id: [] for offer_id in ids}
+    value = dimension.reading
     for offer_id, k, n, low, high, first, close in rows:
-        value = dimension.reading
         series[offer_id].append(Bucket(k, n, value(low), value(high), value(first), value(close)))
+    return series
+
+
+async def candles_from_ticks(
+    session: AsyncSession,
+    offer_ids: Sequence[int],
+    days: int,
+    interval: Interval,
+    now: datetime | None = None,
+    dimension: Dimension = Dimension.BLENDED,
+) -> dict[int, list[Candle]]:
+    """`candles_for_offers` computed from the raw ticks, without the rollups (in two SQL statements: the
+    last tick before the window per offer, then one row per offer and interval that holds ticks). The
+    reference for the rollups; not for serving (365 days of a minute-dense offer take about a second)."""
+    now = now or datetime.now(UTC)
+    start, end = window(days, interval, now)
+    ids = sorted(set(offer_ids))
+    if not ids:
+        return {}
+    priors = await _tick_priors(session, ids, start, dimension)
+    count = -((start - end) // interval.step)
+    series = await _tick_buckets(session, ids, start, count, interval, now, dimension)
+    return {
+        offer_id: candles_from_buckets(priors.get(offer_id), buckets, start, end, interval)
+        for offer_id, buckets in series.items()
+    }
+
+
+async def candles_for_offers(
+    session: AsyncSession,
+    offer_ids: Sequence[int],
+    days: int,
+    interval: Interval,
+    now: datetime | None = None,
+    dimension: Dimension = Dimension.BLENDED,
+) -> dict[int, list[Candle]]:
+    """Candles for each offer (an offer without ticks gets []), from the rollups in two SQL statements
+    whatever the count: the close of the last rollup before the window per offer, then the window's
+    rollups. The view is as of `now`: ticks observed after it are left out, so when the rollup of the
+    interval holding `now` has a later tick, that interval is aggregated from its raw ticks instead (a
+    third statement, only then)."""
+    now = now or datetime.now(UTC)
+    start, end = window(days, interval, now)
+    ids = sorted(set(offer_ids))
+    if not ids:
+        return {}
+    rollup = aliased(CandleRollup, name="r")
+    kind = and_(rollup.period == interval.value, rollup.dimension == dimension.value)
+
+    last_close = (
+        select(rollup.close)
+        .where(rollup.offer_id == Offer.id, kind, rollup.bucket < start)
+        .order_by(rollup.bucket.desc())
+        .limit(1)
+        .correlate(Offer)
+        .scalar_subquery()
+    )
+    value = dimension.reading
+    priors = {
+        offer_id: value(close)
+        for offer_id, close in await session.execute(
+            select(Offer.id, type_coerce(last_close, Money)).where(Offer.id.in_(ids))
+        )
+        if close is not None
+    }
+
+    rows = await session.execute(
+        select(
+            rollup.offer_id,
+            rollup.bucket,
+            rollup.ticks,
+            rollup.low,
+            rollup.high,
+            rollup.open,
+            rollup.close,
+            rollup.last_at,
+        )
+        .where(rollup.offer_id.in_(ids), kind, rollup.bucket >= start, rollup.bucket < end)
+        .order_by(rollup.offer_id, rollup.bucket)
+    )
+    step = interval.step
+    current = interval.floor(now)
+    series: dict[int, list[Bucket]] = {offer_id: [] for offer_id in ids}
+    unseen: list[int] = []  # offers whose current interval holds ticks observed after `now`
+    for offer_id, bucket, n, low, high, first, close, last_at in rows:
+        if bucket == current and last_at > now:
+            unseen.append(offer_id)
+            continue
+        series[offer_id].append(
+            Bucket((bucket - start) // step, n, value(low), value(high), value(first), value(close))
+        )
+    if unseen:
+        k = (current - start) // step
+        stitched = await _tick_buckets(session, unseen, current, 1, interval, now, dimension)
+        for offer_id, buckets in stitched.items():
+            series[offer_id].extend(replace(b, k=k) for b in buckets)
 
     return {
         offer_id: candles_from_buckets(priors.get(offer_id), buckets, start, end, interval)

@@ -3,7 +3,9 @@
 Publishers call `broker.publish(session, events)` inside the transaction that wrote the change; the
 events reach listeners only if and after it commits, once each. On SQLite the broker is in-process;
 on PostgreSQL it is `NOTIFY` in that same transaction and `LISTEN` in every server process, so a
-listener on any process receives what any process (or the command line) committed.
+listener on any process receives what any process (or the command line) committed. With BROKER_URL
+set, processes exchange events through NATS instead, on any database, and every tick is also appended
+to a JetStream stream (see datasources/nats.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 from sqlalchemy import event as sa_event
@@ -26,6 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from datasources.money import blended, percent_change
 from datasources.pricing import NO_DIMENSIONS, Dimensions, Price, PriceKind, dimensions_from_dict, dimensions_to_dict
+
+if TYPE_CHECKING:
+    from datasources.nats import NatsConfig
 
 log = logging.getLogger("pricegraph.events")
 
@@ -340,14 +345,14 @@ class PostgresBroker(MemoryBroker):
             await asyncio.sleep(self.reconnect_delay)
 
 
-def _payloads(events: Sequence[Event]) -> list[str]:
-    """JSON arrays of encoded events, each small enough for one NOTIFY."""
+def _payloads(events: Sequence[Event], limit: int = NOTIFY_LIMIT) -> list[str]:
+    """JSON arrays of encoded events, each at most `limit` bytes (one NOTIFY) unless one event is larger."""
     chunks: list[str] = []
     batch: list[str] = []
     size = 2
     for event in events:
         item = json.dumps(encode(event), separators=(",", ":"))
-        if batch and size + len(item) + 1 > NOTIFY_LIMIT:
+        if batch and size + len(item) + 1 > limit:
             chunks.append("[" + ",".join(batch) + "]")
             batch, size = [], 2
         batch.append(item)
@@ -357,5 +362,11 @@ def _payloads(events: Sequence[Event]) -> list[str]:
     return chunks
 
 
-def create_broker(url: URL) -> MemoryBroker:
+def create_broker(url: URL, nats: NatsConfig | None = None) -> MemoryBroker:
+    """The broker for a database: NATS when configured (BROKER_URL), whatever the database; else
+    LISTEN/NOTIFY on PostgreSQL, in-process on SQLite."""
+    if nats is not None:
+        from datasources.nats import NatsBroker
+
+        return NatsBroker(nats, url)
     return PostgresBroker(url) if url.get_backend_name() == "postgresql" else MemoryBroker()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import strawberry
 
-from resolvers import accounts, admin, catalog, history, subscriptions
+from resolvers import accounts, admin, catalog, history, live_candles, subscriptions
 from resolvers import sources as price_sources
 from resolvers import usage as usage_resolvers
 from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
@@ -111,6 +111,12 @@ class Subscription:
     )
     balance_changed: BalanceEvent = strawberry.subscription(  # type: ignore[assignment]
         resolver=usage_resolvers.balance_changed, description="Each change of the caller's balance."
+    )
+    candle_updated: Candle = strawberry.subscription(  # type: ignore[assignment]
+        resolver=live_candles.candle_updated,
+        description="The forming candle of one offer's blended price: the current interval's OHLC when the "
+        "subscription starts, on every tick that moves it, and when the next interval opens (developer plan; "
+        "hourly: team).",
     )
 
 

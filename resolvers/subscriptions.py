@@ -1,4 +1,8 @@
-"""Live subscriptions: price ticks and offer status moves, from the broker, per connection."""
+"""Live subscriptions: price ticks and offer status moves, from the broker.
+
+A subscriber's own operation checks its arguments, then joins the group of everyone subscribed to the
+same operation (`routing.fanout`): the group executes it once per event and writes to every member. The
+member's operation waits meanwhile, re-checking its key every WS_KEY_RECHECK_SECONDS."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from starlette.websockets import WebSocket
 from datasources.callers import authenticate
 from datasources.errors import BadInput, DomainError
 from datasources.events import Event, PriceChanged, SlowConsumer, StatusChanged
+from routing import fanout
 from routing.websocket import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHENTICATED, close
 from schema.context import Context, Info
 from schema.subscriptions import OfferStatusChange
@@ -38,7 +43,12 @@ async def _still_authorized(context: Context) -> bool:
 
 
 async def _events(context: Context, accepts: Callable[[Event], bool]) -> AsyncGenerator[Event, None]:
-    """Events for one subscription until the client goes, falls too far behind, or loses its key."""
+    """Events for one subscription until the client goes, falls too far behind, or loses its key (or, for
+    a group's shared execution, until its last member leaves or the group falls too far behind)."""
+    if isinstance(context, fanout.SharedContext):
+        async for event in context.events(accepts):
+            yield event
+        return
     ws = context.request
     if not isinstance(ws, WebSocket):
         raise BadInput("subscriptions are served over websockets (graphql-transport-ws or graphql-ws)")
@@ -67,6 +77,24 @@ async def _events(context: Context, accepts: Callable[[Event], bool]) -> AsyncGe
         listener.close()
 
 
+async def _shared(context: Context, member: fanout.Member) -> None:
+    """A member's own operation: wait while the group writes to it; leave when it ends or is stopped."""
+    ws = context.request
+    recheck = ws.app.state.ws_limits.key_recheck_seconds
+    try:
+        while not member.done.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(member.done), recheck)
+            except TimeoutError:
+                if not await _still_authorized(context):
+                    assert isinstance(ws, WebSocket)
+                    await close(ws, CLOSE_UNAUTHENTICATED, "the API key was revoked")
+                    return
+        member.done.result()  # the group's error, if it ended with one
+    finally:
+        member.leave()
+
+
 async def price_changed(
     info: Info, model: str | None = None, provider: str | None = None, min_change_pct: Decimal | None = None
 ) -> AsyncGenerator[PriceTick, None]:
@@ -74,6 +102,10 @@ async def price_changed(
     if min_change_pct is not None and (not min_change_pct.is_finite() or min_change_pct < 0):
         raise BadInput(f"minChangePct: must be a non-negative percentage, got {min_change_pct}")
     model_slug, provider_slug = _slugs(context, model, provider)
+    member = fanout.join(info)
+    if member is not None:
+        await _shared(context, member)
+        return
 
     def accepts(event: Event) -> bool:
         if not isinstance(event, PriceChanged):
@@ -95,6 +127,10 @@ async def offer_status_changed(
 ) -> AsyncGenerator[OfferStatusChange, None]:
     context = info.context
     model_slug, provider_slug = _slugs(context, model, provider)
+    member = fanout.join(info)
+    if member is not None:
+        await _shared(context, member)
+        return
 
     def accepts(event: Event) -> bool:
         return (

@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         url = settings.database_url
         engine = create_engine(url)
-        broker = create_broker(url)
+        broker = create_broker(url, settings.broker)
         async with contextlib.AsyncExitStack() as stack:  # stopped in the reverse order of starting
             stack.push_async_callback(engine.dispose)
             await prepare_database(engine, settings)

@@ -24,6 +24,8 @@ from datasources.db.engine import create_engine, sessionmaker
 from datasources.errors import DomainError
 from datasources.events import PostgresBroker, create_broker
 from datasources.money import parse_amount
+from datasources.sources.base import SourceError
+from datasources.sources.replay import BACKFILL_BATCH, backfill
 from resolvers.root import SDL_PATH, schema_sdl
 from routing.app import create_app, prepare_database
 from routing.settings import Settings, SettingsError
@@ -139,6 +141,34 @@ def import_command(path: Path, fmt: str) -> None:
             if result.held_by_precedence
             else ""
         )
+    )
+
+
+@cli.command("import-history")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--batch", type=click.IntRange(1), default=BACKFILL_BATCH, show_default=True, help="Commit times per transaction."
+)
+def import_history(path: Path, batch: int) -> None:
+    """File a price history CSV (LiteLLM's weekly history or models.dev's) as the offers' history, at its
+    own times: real candles from the first day. The whole file is read first (a bad line fails, naming it,
+    before anything is written); then one transaction per batch."""
+    with click.progressbar(length=1, label=f"filing {path.name}", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done)
+
+        async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+            return await backfill(sessions, path, progress, batch)
+
+        try:
+            report = _run(main)
+        except SourceError as exc:
+            raise click.ClickException(f"import failed, nothing was written: {exc}") from None
+    click.echo(
+        f"{path}: {report.rows} rows in {report.groups} commits as {report.source}: {report.ticks} price ticks, "
+        f"{report.backfilled} filed before a later price, {report.held} kept at a higher source's price"
     )
 
 

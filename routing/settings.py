@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL
 
 from datasources.callers import OperatorToken
 from datasources.db.engine import DatabaseURLError, database_url
+from datasources.nats import NatsConfig, check_namespace, parse_servers
 from datasources.sources.config import SourceConfigError, SourcesConfig
 from routing.gateway.providers import PROVIDERS_FILE_ENV, GatewayConfig, ProvidersFileError
 from routing.websocket import Limits as WebsocketLimits
@@ -43,6 +44,24 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _broker(env: Mapping[str, str]) -> NatsConfig | None:
+    """BROKER_URL (NATS servers, comma-separated) and BROKER_NAMESPACE; unset, no NATS."""
+    raw = env.get("BROKER_URL", "").strip()
+    namespace = env.get("BROKER_NAMESPACE", "").strip()
+    if not raw:
+        if namespace:
+            raise SettingsError("BROKER_NAMESPACE: set only with BROKER_URL")
+        return None
+    try:
+        servers = parse_servers(raw)
+    except ValueError as exc:
+        raise SettingsError(f"BROKER_URL: {exc}") from None
+    try:
+        return NatsConfig(servers, check_namespace(namespace))
+    except ValueError as exc:
+        raise SettingsError(f"BROKER_NAMESPACE: {exc}") from None
+
+
 def _port(env: Mapping[str, str]) -> int:
     raw = env.get("PORT", "").strip()
     if not raw:
@@ -68,6 +87,7 @@ class Settings:
     log_level: str = "INFO"
     host: str = "127.0.0.1"  # where `serve` listens (HOST, PORT)
     port: int = 8000
+    broker: NatsConfig | None = None  # BROKER_URL, BROKER_NAMESPACE: events and the tick feed through NATS
 
     @classmethod
     def from_env(cls, url: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,4 +126,5 @@ class Settings:
             log_level=level,
             host=env.get("HOST", "").strip() or cls.host,
             port=_port(env),
+            broker=_broker(env),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from json import JSONDecodeError
 from typing import TYPE_CHECKING
@@ -31,6 +32,36 @@ CLOSE_UNAUTHENTICATED = 4403
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 CLOSE_SLOW_CONSUMER = 1013  # "try again later"
 CLOSE_MESSAGE_TOO_BIG = 1009
+TRANSPORT_WS = "graphql-transport-ws"
+
+
+@dataclass(frozen=True)
+class Subscribing:
+    """The subscribe (graphql-transport-ws) or start (graphql-ws) message an operation answers."""
+
+    id: str
+    protocol: str
+    query: str
+    variables: object
+    operation_name: object
+
+
+# Set while the protocol handler takes in a subscribe message: the operation's task, created right then,
+# starts with a copy of it, so a resolver knows which operation id (and protocol) it is answering.
+SUBSCRIBING: ContextVar[Subscribing | None] = ContextVar("pricegraph_subscribing", default=None)
+
+
+def note_subscribe(message: object) -> None:
+    if not isinstance(message, dict) or message.get("type") not in ("subscribe", "start"):
+        return
+    payload, id_ = message.get("payload"), message.get("id")
+    if not isinstance(id_, str) or not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        SUBSCRIBING.set(None)
+        return
+    protocol = TRANSPORT_WS if message["type"] == "subscribe" else "graphql-ws"
+    SUBSCRIBING.set(
+        Subscribing(id_, protocol, payload["query"], payload.get("variables"), payload.get("operationName"))
+    )
 
 
 @dataclass(frozen=True)
@@ -98,10 +129,13 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
                     await close(self.ws, CLOSE_MESSAGE_TOO_BIG, f"a message is larger than {limit:,} bytes")
                     return
                 try:
-                    yield self.view.decode_json(text)
+                    message = self.view.decode_json(text)
                 except JSONDecodeError as exc:
                     if not ignore_parsing_errors:
                         raise NonJsonMessageReceived from exc
+                    continue
+                note_subscribe(message)
+                yield message
         except KeyError as exc:
             raise NonTextMessageReceived from exc
 

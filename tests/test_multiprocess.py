@@ -19,9 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "multiprocess-admin"
 
 
-def start_server(database_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(database_url: str, workdir: Path, **settings: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "LOG_LEVEL": "WARNING", "ADMIN_TOKEN": ADMIN}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "ADMIN_TOKEN": ADMIN,
+        **settings,
+    }
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "server.py")],
         cwd=workdir,

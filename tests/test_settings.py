@@ -154,3 +154,39 @@ def test_a_bad_providers_file_names_the_file_and_the_field(tmp_path: Path, text:
     message = str(caught.value)
     assert str(path) in message and named in message and "\n" not in message
     assert "secret-value" not in message
+
+
+# ---- BROKER_URL: events and the tick feed through NATS --------------------------------------------
+
+
+def test_the_broker_is_nats_only_when_broker_url_is_set() -> None:
+    assert Settings.from_env(environ={}).broker is None
+    settings = Settings.from_env(
+        environ={"BROKER_URL": " nats://user:s3cret@127.0.0.1:4222, tls://nats-2:4443 ", "BROKER_NAMESPACE": "staging"}
+    )
+    assert settings.broker is not None
+    assert settings.broker.servers == ("nats://user:s3cret@127.0.0.1:4222", "tls://nats-2:4443")
+    assert settings.broker.namespace == "staging" and settings.broker.stream == "PRICEGRAPH_TICKS_staging"
+    assert "s3cret" not in repr(settings) and "127.0.0.1:4222" in repr(settings)
+    default = Settings.from_env(environ={"BROKER_URL": "nats://127.0.0.1:4222"}).broker
+    assert default is not None and (default.namespace, default.stream) == ("", "PRICEGRAPH_TICKS")
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"BROKER_URL": "http://127.0.0.1:4222"}, "BROKER_URL"),
+        ({"BROKER_URL": "127.0.0.1:4222"}, "BROKER_URL"),
+        ({"BROKER_URL": "nats://127.0.0.1:99999"}, "BROKER_URL"),
+        ({"BROKER_URL": "nats://"}, "BROKER_URL"),
+        ({"BROKER_URL": ","}, "BROKER_URL"),
+        ({"BROKER_URL": "nats://u:hunter2@host:4222/path"}, "BROKER_URL"),
+        ({"BROKER_URL": "nats://127.0.0.1:4222", "BROKER_NAMESPACE": "a.b"}, "BROKER_NAMESPACE"),
+        ({"BROKER_NAMESPACE": "staging"}, "BROKER_NAMESPACE"),
+    ],
+)
+def test_a_bad_broker_setting_names_its_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ=environ)
+    message = str(caught.value)
+    assert message.startswith(f"{named}:") and "\n" not in message and "hunter2" not in message

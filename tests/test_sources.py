@@ -31,10 +31,11 @@ from datasources.events import MemoryBroker, PriceChanged, StatusChanged
 from datasources.sources.base import SourceError
 from datasources.sources.config import SourceConfigError, SourcesConfig, load_sources
 from datasources.sources.file import PriceFile
+from datasources.sources.history_file import load_history
 from datasources.sources.litellm import LiteLLMPrices
 from datasources.sources.openrouter import OpenRouterEndpoints, OpenRouterModels
 from datasources.sources.poller import poll_once
-from datasources.sources.replay import Replay, load_history
+from datasources.sources.replay import Replay
 from resolvers.sources import sources as sources_resolver
 from schema.sources import PriceSource
 from tests.conftest import FIXTURES, LiveServer, await_until, data_files

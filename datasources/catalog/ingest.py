@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from datasources import rollups
 from datasources.catalog import precedence
 from datasources.catalog.entries import ModelIdentity, OfferEntry
 from datasources.catalog.providers import PROVIDERS
@@ -84,7 +85,13 @@ async def apply_offers(
     provider_ids = await _ensure_providers(session, {e.provider for e in entries}, result)
     model_ids = await _ensure_models(session, {e.model.slug: e.model for e in entries}, result)
 
-    current = {(o.provider_id, o.model_id, o.variant): o for o in (await session.execute(select(Offer))).scalars()}
+    wanted = select(Offer)
+    if len(entries) <= CHUNK:  # a partial update (a poll of a few, a history group): only its offers
+        wanted = wanted.where(
+            Offer.provider_id.in_(set(provider_ids[e.provider] for e in entries)),
+            Offer.model_id.in_(set(model_ids[e.model.slug] for e in entries)),
+        )
+    current = {(o.provider_id, o.model_id, o.variant): o for o in (await session.execute(wanted)).scalars()}
     new_rows: list[dict[str, object]] = []
     new_entries: list[OfferEntry] = []
     observed: list[tuple[int, OfferEntry]] = []
@@ -163,12 +170,15 @@ async def _update_offer(
     result: IngestResult,
 ) -> None:
     live = offer.status == OfferStatus.LIVE
-    if not precedence.governs(entry.provider, source, offer.source, live):
-        result.held_by_precedence += 1
-        return
+    governs = precedence.governs(entry.provider, source, offer.source, live)
     new = _exact(entry.price)
-    if observed_at < offer.updated_at:
+    if observed_at < offer.updated_at and (governs or observed_at < await _first_tick_at(session, offer)):
+        # The past: filed as history by the source that sets the price, or by any source before that
+        # source's first tick (it had not spoken yet).
         await _record_history(session, offer, new, source, observed_at, result)
+        return
+    if not governs:
+        result.held_by_precedence += 1
         return
     values: dict[str, object] = {}
     old = price_of(offer)
@@ -213,6 +223,18 @@ async def _update_offer(
         await session.execute(update(Offer).where(Offer.id == offer.id).values(**values))
 
 
+async def _first_tick_at(session: AsyncSession, offer: Offer) -> datetime:
+    """When the source that sets the offer's price first gave one."""
+    first = (
+        await session.execute(
+            select(func.min(PriceTick.observed_at)).where(
+                PriceTick.offer_id == offer.id, PriceTick.source == offer.source
+            )
+        )
+    ).scalar_one_or_none()
+    return first if first is not None else datetime.max.replace(tzinfo=UTC)
+
+
 async def _record_history(
     session: AsyncSession,
     offer: Offer,
@@ -234,9 +256,9 @@ async def _record_history(
     if then is not None and price_of(then) == observed:
         result.unchanged += 1
         return
-    await session.execute(
-        insert(PriceTick).values(offer_id=offer.id, **price_columns(observed), observed_at=observed_at, source=source)
-    )
+    row = {"offer_id": offer.id, **price_columns(observed), "observed_at": observed_at, "source": source}
+    tick_id = (await session.execute(insert(PriceTick).values(row).returning(PriceTick.id))).scalar_one()
+    rollups.defer(session, row, tick_id)  # written with this call's live ticks, in one batch
     result.backfilled += 1
 
 
@@ -266,8 +288,11 @@ async def _insert_ticks(session: AsyncSession, ticks: list[PriceChanged], source
         {"offer_id": t.offer_id, **price_columns(t.price), "observed_at": t.observed_at, "source": source}
         for t in ticks
     ]
+    ids: list[int] = []
     for start in range(0, len(rows), CHUNK):
-        await session.execute(insert(PriceTick), rows[start : start + CHUNK])
+        returning = insert(PriceTick).returning(PriceTick.id, sort_by_parameter_order=True)
+        ids += (await session.execute(returning, rows[start : start + CHUNK])).scalars()
+    await rollups.record(session, rows, ids)  # the candle rollups, with the history ticks deferred
 
 
 async def _ensure_providers(session: AsyncSession, slugs: set[str], result: IngestResult) -> dict[str, int]:
@@ -294,7 +319,10 @@ async def _ensure_providers(session: AsyncSession, slugs: set[str], result: Inge
 async def _ensure_models(
     session: AsyncSession, identities: dict[str, ModelIdentity], result: IngestResult
 ) -> dict[str, int]:
-    existing = {m.slug: m for m in (await session.execute(select(Model))).scalars()}
+    wanted = select(Model)
+    if len(identities) <= CHUNK:  # a partial update: only its models
+        wanted = wanted.where(Model.slug.in_(identities))
+    existing = {m.slug: m for m in (await session.execute(wanted)).scalars()}
     missing = sorted(identities.keys() - existing.keys())
     ids = {slug: m.id for slug, m in existing.items()}
     for slug, model in existing.items():

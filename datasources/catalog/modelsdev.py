@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from datasources.catalog.entries import CatalogFormatError, OfferEntry
+from datasources.catalog.entries import CatalogFormatError, ModelIdentity, OfferEntry
 from datasources.catalog.identity import resolve_offer
 from datasources.catalog.litellm import merge_duplicates, offer_key
 from datasources.catalog.providers import SOURCE_PROVIDER_NAMES, provider_slug
@@ -150,17 +150,17 @@ def _offer(
     if family in NON_CHAT_FAMILIES or "embed" in family:
         skipped["not a chat model (family)"] += 1
         return None
-    partner, name = _partner(provider_dir, model_id)
-    found = resolve_offer(provider, name)
+    found = identify(provider_dir, model_id)
     if found is None:
         skipped["not an identifiable chat model"] += 1
         return None
+    _, model, variant = found
     base_rates, tiers = prices
     free = re.search(r"[:-]free$", model_id.strip(), flags=re.IGNORECASE) is not None
     offer = OfferEntry(
         provider=provider,
-        model=found.model,
-        variant="-".join(v for v in (partner, found.variant) if v),
+        model=model,
+        variant=variant,
         provider_model_id=model_id,
         input_per_1m=base_rates.input,
         output_per_1m=base_rates.output,
@@ -343,6 +343,19 @@ def _count(table: dict[str, Any], name: str, file: Path, model_id: str) -> int |
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CatalogFormatError(str(file), model_id, f"limit.{name} is {value!r}, not a non-negative integer")
     return value
+
+
+def identify(provider_dir: str, model_id: str) -> tuple[str, ModelIdentity, str] | None:
+    """Our provider slug, the canonical model and the variant of a models.dev provider model; None when
+    the directory is not a provider we carry or the id is not an identifiable chat model."""
+    provider = provider_slug(provider_dir)
+    if provider is None:
+        return None
+    partner, name = _partner(provider_dir, model_id)
+    found = resolve_offer(provider, name)
+    if found is None:
+        return None
+    return provider, found.model, "-".join(v for v in (partner, found.variant) if v)
 
 
 def _partner(provider_dir: str, model_id: str) -> tuple[str, str]:

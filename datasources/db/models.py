@@ -208,6 +208,30 @@ class PriceTick(PriceDimensions, Base):
     source: Mapped[str] = mapped_column(String(64))
 
 
+class CandleRollup(Base):
+    """One offer's candle over one UTC hour ('1h') or day ('1d') as measured by one dimension
+    (candles.Dimension: blended, input, output, cache_read), kept in the transaction that writes its ticks
+    (datasources/rollups.py). Prices are the dimension's measure: blended stores input + output (halved
+    when read). open and close are the first and last tick by (observed_at, id), whose keys are kept so
+    a later tick merges in exactly, in the middle of the bucket or at either end."""
+
+    __tablename__ = "candle_rollups"
+
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(2), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    ticks: Mapped[int] = mapped_column(Integer)
+    open: Mapped[Decimal] = mapped_column(Money)
+    high: Mapped[Decimal] = mapped_column(Money)
+    low: Mapped[Decimal] = mapped_column(Money)
+    close: Mapped[Decimal] = mapped_column(Money)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_id: Mapped[int] = mapped_column(BigId)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_id: Mapped[int] = mapped_column(BigId)
+
+
 class OfferObservation(PriceDimensions, Base):
     """The latest price each source gave for an offer. The offer's own price is the one of the source
     that comes first in precedence (datasources/catalog/precedence.py); the others stay here, to compare."""

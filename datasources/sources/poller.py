@@ -11,7 +11,6 @@ turn stale rather than look current).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -210,12 +209,11 @@ class Pollers:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancelled(task)
 
     async def _lead(self) -> None:
         while True:
+            raise_if_cancelled()
             try:
                 leading = await self.leader.acquire()
             except Exception:
@@ -234,8 +232,7 @@ class Pollers:
             finally:
                 self.polling = False
                 for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                    await _cancelled(task)
                 await self.leader.release()
             await asyncio.sleep(self.retry)
 
@@ -244,6 +241,7 @@ class Pollers:
             await source.run(self.sessionmaker, self.broker, self.write_lock)
             return
         while True:
+            raise_if_cancelled()  # a cancellation a driver swallowed mid-poll still stops the loop
             try:
                 self.last[source.name] = await poll_once(
                     self.sessionmaker, self.broker, source, self.client, write_lock=self.write_lock
@@ -252,3 +250,13 @@ class Pollers:
                 raise_if_cancelled()
                 log.exception("price source %s: poll failed", source.name)
             await asyncio.sleep(source.interval)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for its end, cancelling again while it runs on (a database driver may
+    swallow a cancellation that arrives in the middle of a statement)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s ended with %r", task.get_name(), error)
