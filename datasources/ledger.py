@@ -124,21 +124,33 @@ async def settle(
     ).scalar_one()
     transaction_id = None
     if charged or cost:
-        transaction_id = (
-            await session.execute(
-                insert(BalanceTransaction)
-                .values(
-                    account_id=account_id,
-                    type="usage",
-                    amount=-charged,
-                    balance_after=balance,
-                    description=description,
-                    usage_record_id=usage_record_id,
-                )
-                .returning(BalanceTransaction.id)
-            )
-        ).scalar_one()
+        transaction_id = await usage_row(session, account_id, charged, balance, description, usage_record_id)
     return Settlement(charged, cost - charged, balance, transaction_id)
+
+
+async def usage_row(
+    session: AsyncSession,
+    account_id: int,
+    charged: Decimal,
+    balance_after: Decimal,
+    description: str,
+    usage_record_id: int | None,
+) -> int:
+    """The ledger row of a usage charge (the balance already moved); its id."""
+    return (
+        await session.execute(
+            insert(BalanceTransaction)
+            .values(
+                account_id=account_id,
+                type="usage",
+                amount=-charged,
+                balance_after=balance_after,
+                description=description,
+                usage_record_id=usage_record_id,
+            )
+            .returning(BalanceTransaction.id)
+        )
+    ).scalar_one()
 
 
 async def balance_of(session: AsyncSession, account_id: int) -> Decimal:

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from datasources import ledger
 from datasources.credit import ZERO
-from datasources.db.models import Account, BalanceTransaction, CreditLease, ServerInstance, UsageRecord, UsageState
+from datasources.db.models import Account, CreditLease, ServerInstance, UsageRecord, UsageState
 from datasources.events import BalanceChanged, Broker, Event
 from datasources.sources.leader import Leader
 
@@ -184,20 +185,7 @@ class Sweeper:
         after = balance + total
         for record_id, charge, description in charges:
             after -= charge
-            transaction_id = (
-                await session.execute(
-                    insert(BalanceTransaction)
-                    .values(
-                        account_id=account_id,
-                        type="usage",
-                        amount=-charge,
-                        balance_after=after,
-                        description=description,
-                        usage_record_id=record_id,
-                    )
-                    .returning(BalanceTransaction.id)
-                )
-            ).scalar_one()
+            transaction_id = await ledger.usage_row(session, account_id, charge, after, description, record_id)
             events.append(BalanceChanged(account_id, transaction_id, "usage", -charge, after, now))
         await self.broker.publish(session, events)
         found.leases += 1
