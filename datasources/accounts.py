@@ -16,6 +16,7 @@ from datasources.db.models import Account, ApiKey, Plan
 from datasources.errors import BadInput, NotFound
 from datasources.events import Broker, KeyChanged
 from datasources.money import parse_amount
+from datasources.notices import announce
 
 KEY_PREFIX = "cxm_"
 DISPLAY_PREFIX_LENGTH = 12
@@ -40,10 +41,15 @@ def hash_secret(secret: str) -> str:
 
 
 async def create_account(
-    session: AsyncSession, plan: Plan, credit: Decimal = Decimal(0), name: str = "", broker: Broker | None = None
+    session: AsyncSession,
+    plan: Plan,
+    credit: Decimal = Decimal(0),
+    name: str = "",
+    broker: Broker | None = None,
+    email: str | None = None,
 ) -> tuple[Account, IssuedKey]:
     credit = parse_amount(credit, "credit", allow_zero=True)
-    account = Account(name=name, plan=plan, balance=Decimal(0))
+    account = Account(name=name, plan=plan, balance=Decimal(0), email=check_email(email) if email else None)
     session.add(account)
     await session.flush()
     if credit > 0:
@@ -64,9 +70,8 @@ async def create_key(session: AsyncSession, account_id: int, name: str = "", bro
     )
     session.add(key)
     await session.flush()
-    if broker is not None:
-        plan = (await session.execute(select(Account.plan).where(Account.id == account_id))).scalar_one()
-        await broker.publish(session, [KeyChanged(account_id, key.id, Plan(plan).value, key.secret_hash)])
+    plan = (await session.execute(select(Account.plan).where(Account.id == account_id))).scalar_one()
+    await announce(session, [KeyChanged(account_id, key.id, Plan(plan).value, key.secret_hash)], broker)
     return IssuedKey(key=key, secret=secret)
 
 
@@ -81,11 +86,10 @@ async def revoke_key(
     if key.revoked_at is None:
         await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC)))
         await session.refresh(key)
-        if broker is not None:
-            plan = (await session.execute(select(Account.plan).where(Account.id == key.account_id))).scalar_one()
-            await broker.publish(
-                session, [KeyChanged(key.account_id, key.id, Plan(plan).value, key.secret_hash, revoked=True)]
-            )
+        plan = (await session.execute(select(Account.plan).where(Account.id == key.account_id))).scalar_one()
+        await announce(
+            session, [KeyChanged(key.account_id, key.id, Plan(plan).value, key.secret_hash, revoked=True)], broker
+        )
     return key
 
 
@@ -106,7 +110,7 @@ async def list_keys(session: AsyncSession, account_id: int) -> list[ApiKey]:
 
 
 async def get_account(session: AsyncSession, account_id: int) -> Account:
-    account = await session.get(Account, account_id)
+    account = await session.get(Account, account_id, populate_existing=True)
     if account is None:
         raise NotFound(f"account {account_id} not found")
     return account
@@ -119,3 +123,35 @@ async def set_plan(session: AsyncSession, account_id: int, plan: Plan, broker: B
     if broker is not None:
         await broker.publish(session, [KeyChanged(account_id, None, plan.value)])
     return account
+
+
+def check_email(value: str) -> str:
+    """An e-mail address, trimmed and checked for the obvious (one @, a dot in the domain, no spaces)."""
+    address = value.strip()
+    local, _, domain = address.rpartition("@")
+    if (
+        not local
+        or "." not in domain.strip(".")
+        or any(c.isspace() for c in address)
+        or len(address) > 254
+        or any(c in address for c in '<>,;"')
+    ):
+        raise BadInput(f"{value!r} is not an e-mail address", field="email")
+    return address
+
+
+async def set_email(session: AsyncSession, account_id: int, email: str | None) -> Account:
+    """Where the account's e-mails go (None: nowhere)."""
+    await get_account(session, account_id)
+    address = check_email(email) if email else None
+    await session.execute(update(Account).where(Account.id == account_id).values(email=address))
+    return await get_account(session, account_id)
+
+
+async def set_low_balance(session: AsyncSession, account_id: int, threshold: Decimal | None) -> Account:
+    """Alert once (webhook `balance.low`, e-mail, `budgetAlert`) when the balance falls below `threshold`."""
+    await get_account(session, account_id)
+    await session.execute(
+        update(Account).where(Account.id == account_id).values(low_balance=threshold, low_balance_alerted=False)
+    )
+    return await get_account(session, account_id)

@@ -15,6 +15,7 @@ from datasources.db.models import Account, BalanceTransaction, UsageRecord
 from datasources.errors import BadInput, NotFound
 from datasources.events import BalanceChanged, Broker
 from datasources.money import parse_amount
+from datasources.notices import announce
 
 DEFAULT_LIMIT = 100
 MAX_IDEMPOTENCY_KEY = 128
@@ -105,20 +106,11 @@ async def credit(
         await ledger.credit(session, account_id, amount, description, idempotency_key=key)
         row = await _credit_row(session, account_id, key)
         assert row is not None
-        if broker is not None:
-            await broker.publish(
-                session,
-                [
-                    BalanceChanged(
-                        account_id,
-                        row.id,
-                        row.type,
-                        row.amount,
-                        row.balance_after,
-                        row.created_at,
-                    )
-                ],
-            )
+        await announce(
+            session,
+            [BalanceChanged(account_id, row.id, row.type, row.amount, row.balance_after, row.created_at)],
+            broker,
+        )
     else:
         if earlier.amount != amount:
             raise BadInput(

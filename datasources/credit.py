@@ -13,6 +13,9 @@ A lease is a whole number of the hold that asked for it, at most `multiple` of t
 what the account has available, so that one process does not take everything; near the end only what
 the requests waiting right now need. Equal requests therefore never leave an unusable remainder in
 one process while another is refused.
+
+The same leasing serves any pool with a guarded amount available: an account's credit (`ACCOUNT_CREDIT`)
+and a budget's monthly cap (`datasources.budgets`).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Column, Row, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.db.tables import ACCOUNTS, LEASES
-from datasources.errors import InsufficientBalance, NotFound
+from datasources.errors import DomainError, InsufficientBalance, NotFound
 from datasources.instances import Instance
 from datasources.money import price
 
@@ -40,11 +44,40 @@ MULTIPLE = 20  # holds leased at once, far from the account's end
 IDLE_SECONDS = 1.0  # an account idle this long gives its lease back
 
 
+class Pool:
+    """A table whose rows each have an amount available to lease (`held` counts what leases hold), and the
+    table of the leases taken from it."""
+
+    name = "account"
+    table: Table = ACCOUNTS
+    leases: Table = LEASES
+    owner = "account_id"  # the lease table's column naming the pool row
+
+    def touch(self) -> dict[str, Any]:
+        """What the first statement of a lease writes to the pool row (making its transaction the row's
+        writer); the row's other columns stay as they are."""
+        return {"held": self.table.c.held}
+
+    def returning(self) -> tuple[Column[Any], ...]:
+        return (self.table.c.balance, self.table.c.held, self.table.c.owed)
+
+    def available(self, row: Row[Any]) -> Decimal:
+        if row.owed > 0:  # a refund left the account owing: nothing is leased until it is paid
+            return ZERO
+        return Decimal(row.balance - row.held)
+
+    def refusal(self, amount: Decimal) -> DomainError:
+        return InsufficientBalance(f"insufficient balance: {amount} USD needed")
+
+
+ACCOUNT_CREDIT = Pool()
+
+
 @dataclass
 class AccountLease:
-    """This process's lease on one account and what stands against it in memory."""
+    """This process's lease on one pool row (an account, a budget) and what stands against it in memory."""
 
-    account_id: int
+    account_id: int  # the pool row's id
     lease_id: int | None = None
     amount: Decimal = ZERO  # what the lease row holds: leased, not charged, not given back
     reserved: Decimal = ZERO  # held by requests in flight
@@ -79,7 +112,7 @@ class Hold:
 
 
 class CreditBook:
-    """This process's leases (`app.state.credit`)."""
+    """This process's leases on one pool (`app.state.credit`: accounts' credit)."""
 
     def __init__(
         self,
@@ -87,7 +120,9 @@ class CreditBook:
         instance: Instance,
         multiple: int = MULTIPLE,
         idle_seconds: float = IDLE_SECONDS,
+        pool: Pool = ACCOUNT_CREDIT,
     ) -> None:
+        self.pool = pool
         self.sessionmaker = sessionmaker
         self.instance = instance
         self.multiple = multiple
@@ -98,8 +133,8 @@ class CreditBook:
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._give_back_idle(), name="pricegraph: idle leases"),
-            asyncio.create_task(self._renew_forever(), name="pricegraph: lease renewal"),
+            asyncio.create_task(self._give_back_idle(), name=f"pricegraph: idle {self.pool.name} leases"),
+            asyncio.create_task(self._renew_forever(), name=f"pricegraph: {self.pool.name} lease renewal"),
         ]
 
     async def stop(self) -> None:
@@ -125,7 +160,7 @@ class CreditBook:
         amount = price(amount)
         lease = self.lease_of(account_id)
         if not await self._cover(lease, amount):
-            raise InsufficientBalance(f"insufficient balance: {amount} USD needed")
+            raise self.pool.refusal(amount)
         lease.reserved += amount
         lease.last = time.monotonic()
         return Hold(lease, amount)
@@ -195,48 +230,49 @@ class CreditBook:
         return min(available, price(hold * count - free))
 
     async def _lease_more(self, lease: AccountLease, hold: Decimal) -> None:
+        pool, leases = self.pool.table, self.pool.leases
         async with self.sessionmaker() as session, session.begin():
             # Writing the row first makes this transaction its writer (a row lock on PostgreSQL, the
             # write lock on SQLite): what is available cannot change before the lease below.
             row = (
                 await session.execute(
-                    update(ACCOUNTS)
-                    .where(ACCOUNTS.c.id == lease.account_id)
-                    .values(held=ACCOUNTS.c.held)
-                    .returning(ACCOUNTS.c.balance, ACCOUNTS.c.held)
+                    update(pool)
+                    .where(pool.c.id == lease.account_id)
+                    .values(**self.pool.touch())
+                    .returning(*self.pool.returning())
                 )
             ).one_or_none()
             if row is None:
-                raise NotFound(f"account {lease.account_id} not found")
-            amount = self._block(lease, hold, row.balance - row.held)
+                raise NotFound(f"{self.pool.name} {lease.account_id} not found")
+            amount = self._block(lease, hold, self.pool.available(row))
             if amount is None or amount <= 0:
                 return
-            await session.execute(
-                update(ACCOUNTS).where(ACCOUNTS.c.id == lease.account_id).values(held=ACCOUNTS.c.held + amount)
-            )
+            await session.execute(update(pool).where(pool.c.id == lease.account_id).values(held=pool.c.held + amount))
             expires = self.instance.expiry()
             renewed = None
             if lease.lease_id is not None:
                 renewed = (
                     await session.execute(
-                        update(LEASES)
-                        .where(LEASES.c.id == lease.lease_id)
-                        .values(amount=LEASES.c.amount + amount, expires_at=expires)
-                        .returning(LEASES.c.id)
+                        update(leases)
+                        .where(leases.c.id == lease.lease_id)
+                        .values(amount=leases.c.amount + amount, expires_at=expires)
+                        .returning(leases.c.id)
                     )
                 ).scalar_one_or_none()
             if renewed is None:
                 lease.lease_id = (
                     await session.execute(
-                        insert(LEASES)
+                        insert(leases)
                         .values(
-                            account_id=lease.account_id,
-                            instance_id=self.instance.id,
-                            amount=amount,
-                            expires_at=expires,
-                            created_at=datetime.now(UTC),
+                            {
+                                self.pool.owner: lease.account_id,
+                                "instance_id": self.instance.id,
+                                "amount": amount,
+                                "expires_at": expires,
+                                "created_at": datetime.now(UTC),
+                            }
                         )
-                        .returning(LEASES.c.id)
+                        .returning(leases.c.id)
                     )
                 ).scalar_one()
         self.round_trips += 1
@@ -255,38 +291,40 @@ class CreditBook:
             del self.leases[account_id]
             if lease.lease_id is None:
                 return
+            pool, leases = self.pool.table, self.pool.leases
             async with self.sessionmaker() as session, session.begin():
-                await session.execute(  # the account row first (its writer, everywhere), then the lease
-                    update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(held=ACCOUNTS.c.held)
+                await session.execute(  # the pool row first (its writer, everywhere), then the lease
+                    update(pool).where(pool.c.id == account_id).values(held=pool.c.held)
                 )
                 amount = (
                     await session.execute(
-                        delete(LEASES).where(LEASES.c.id == lease.lease_id).returning(LEASES.c.amount)
+                        delete(leases).where(leases.c.id == lease.lease_id).returning(leases.c.amount)
                     )
                 ).scalar_one_or_none()
                 if amount:  # None: the sweeper took it already
-                    await session.execute(
-                        update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(held=ACCOUNTS.c.held - amount)
-                    )
+                    await session.execute(update(pool).where(pool.c.id == account_id).values(held=pool.c.held - amount))
             self.round_trips += 1
 
     async def renew(self) -> None:
         """Extend this process's leases; a lease that is gone (taken for dead, the sweeper returned it)
         holds nothing any more: the next hold leases afresh."""
+        leases = self.pool.leases
         async with self.sessionmaker() as session, session.begin():
             alive = set(
                 (
                     await session.execute(
-                        update(LEASES)
-                        .where(LEASES.c.instance_id == self.instance.id)
+                        update(leases)
+                        .where(leases.c.instance_id == self.instance.id)
                         .values(expires_at=self.instance.expiry())
-                        .returning(LEASES.c.id)
+                        .returning(leases.c.id)
                     )
                 ).scalars()
             )
         for lease in self.leases.values():
             if lease.lease_id is not None and lease.lease_id not in alive:
-                log.warning("the lease on account %s expired and was returned; leasing afresh", lease.account_id)
+                log.warning(
+                    "the lease on %s %s expired and was returned; leasing afresh", self.pool.name, lease.account_id
+                )
                 lease.lease_id, lease.amount = None, ZERO
 
     async def _renew_forever(self) -> None:
@@ -307,7 +345,7 @@ class CreditBook:
                 try:
                     await self.give_back(account_id)
                 except Exception:
-                    log.warning("could not give back the lease on account %s", account_id, exc_info=True)
+                    log.warning("could not give back the lease on %s %s", self.pool.name, account_id, exc_info=True)
 
 
 async def leased(session: AsyncSession, account_id: int) -> Decimal:

@@ -63,3 +63,10 @@ class QuotaExceeded(DomainError):
         self.limit = limit
         self.retry_after = retry_after
         self.reset_at = reset_at
+
+
+class BudgetExceeded(DomainError):
+    """A request would pass a spend cap (an account's or a key's monthly budget)."""
+
+    code = "BUDGET_EXCEEDED"
+    status = 402

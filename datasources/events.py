@@ -136,14 +136,41 @@ class KeyChanged:
     revoked: bool = False
 
 
-Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged | KeyChanged
+@dataclass(frozen=True)
+class BudgetChanged:
+    """An account's budgets were set or removed: every process reads them again."""
+
+    account_id: int
+
+
+@dataclass(frozen=True)
+class AlertRaised:
+    """A budget threshold (`budget.threshold`) or the low-balance line (`balance.low`) crossed; raised once
+    per period by the statement that records the crossing."""
+
+    account_id: int
+    type: str
+    raised_at: datetime
+    scope: str = "account"  # "account", or the key id of a key's budget
+    percent: int | None = None
+    spent: Decimal | None = None
+    cap: Decimal | None = None
+    period: str | None = None
+    balance: Decimal | None = None
+    threshold: Decimal | None = None
+
+
+Event = PriceChanged | StatusChanged | UsageRecorded | BalanceChanged | KeyChanged | BudgetChanged | AlertRaised
 KINDS: dict[str, type[Event]] = {
     "price": PriceChanged,
     "status": StatusChanged,
     "usage": UsageRecorded,
     "balance": BalanceChanged,
     "key": KeyChanged,
+    "budget": BudgetChanged,
+    "alert": AlertRaised,
 }
+_DECIMALS = frozenset({"cost", "amount", "balance", "spent", "cap", "threshold"})
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
 
@@ -172,7 +199,7 @@ def decode(data: dict[str, Any]) -> Event:
         raw = data.get(f.name)
         if f.name == "dimensions":
             raw = dimensions_from_dict(raw) if raw else NO_DIMENSIONS
-        elif raw is not None and (f.name.endswith("_per_1m") or f.name in ("cost", "amount", "balance")):
+        elif raw is not None and (f.name.endswith("_per_1m") or f.name in _DECIMALS):
             raw = Decimal(raw)
         elif raw is not None and f.name.endswith("_at"):
             raw = datetime.fromisoformat(raw)

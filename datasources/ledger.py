@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,12 +187,13 @@ async def _move(
     usage_record_id: int | None = None,
     idempotency_key: str | None = None,
 ) -> Decimal:
-    statement = (
-        update(Account)
-        .where(Account.id == account_id)
-        .values(balance=Account.balance + delta)
-        .returning(Account.balance)
-    )
+    values: dict[str, Any] = {"balance": Account.balance + delta}
+    if delta > 0:  # a credit that lifts the balance to its low-balance line re-arms the alert
+        values["low_balance_alerted"] = case(
+            (and_(Account.low_balance.is_not(None), Account.balance + delta >= Account.low_balance), False),
+            else_=Account.low_balance_alerted,
+        )
+    statement = update(Account).where(Account.id == account_id).values(**values).returning(Account.balance)
     if delta < 0:
         statement = statement.where(Account.balance - Account.held >= -delta)
     balance = (await session.execute(statement)).scalar_one_or_none()
@@ -210,3 +212,78 @@ async def _move(
     )
     assert balance is not None  # _missing_or_short raised otherwise
     return Decimal(balance)
+
+
+@dataclass(frozen=True)
+class Refunded:
+    taken: Decimal  # from the balance
+    owed: Decimal  # beyond what the balance had available: owed until a credit pays it
+    transaction_id: int | None
+
+
+async def refund(
+    session: AsyncSession, account_id: int, amount: Decimal, description: str, idempotency_key: str
+) -> Refunded | None:
+    """Money paid in and given back: take what the balance has available, record the rest as owed. One ledger
+    row (type `refund`, the amount taken); None when the idempotency key was used already."""
+    amount = price(amount)
+    if amount <= 0:
+        raise BadInput(f"a refund must be a positive amount, got {amount}")
+    if await _seen(session, account_id, idempotency_key):
+        return None
+    row = (
+        await session.execute(  # the account row's writer first: what is available cannot move under us
+            update(Account)
+            .where(Account.id == account_id)
+            .values(held=Account.held)
+            .returning(Account.balance, Account.held)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"account {account_id} not found")
+    taken = min(amount, max(Decimal(0), row.balance - row.held))
+    owed = amount - taken
+    balance = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(balance=Account.balance - taken, owed=Account.owed + owed)
+            .returning(Account.balance)
+        )
+    ).scalar_one()
+    text = f"{description}: {taken} USD from the balance" + (f", {owed} USD owed" if owed else "")
+    transaction_id = (
+        await session.execute(
+            insert(BalanceTransaction)
+            .values(
+                account_id=account_id,
+                type="refund",
+                amount=-taken,
+                balance_after=balance,
+                description=text[:256],
+                idempotency_key=idempotency_key,
+            )
+            .returning(BalanceTransaction.id)
+        )
+    ).scalar_one()
+    return Refunded(taken, owed, transaction_id)
+
+
+async def pay_owed(session: AsyncSession, account_id: int) -> Decimal:
+    """After a credit: what a refund left owed is paid from the balance first (a `debit` row); returns it."""
+    row = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(held=Account.held)
+            .returning(Account.balance, Account.held, Account.owed)
+        )
+    ).one_or_none()
+    if row is None or row.owed <= 0:
+        return Decimal(0)
+    paid = min(row.owed, max(Decimal(0), row.balance - row.held))
+    if paid <= 0:
+        return Decimal(0)
+    await session.execute(update(Account).where(Account.id == account_id).values(owed=Account.owed - paid))
+    await _move(session, account_id, -paid, "debit", f"owed from a refund, paid: {paid} USD")
+    return Decimal(paid)

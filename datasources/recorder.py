@@ -23,13 +23,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from datasources.budgets import crossed, period_of
 from datasources.credit import ZERO, CreditBook
 from datasources.db.models import UsageState
-from datasources.db.tables import ACCOUNTS, LEASES, LEDGER, RECORDS
-from datasources.events import BalanceChanged, Broker, Event, UsageRecorded
+from datasources.db.tables import ACCOUNTS, BUDGET_LEASES, BUDGETS, LEASES, LEDGER, RECORDS
+from datasources.events import AlertRaised, BalanceChanged, Broker, Event, UsageRecorded
+from datasources.notices import announce
 from datasources.pricing import COST_PARTS, NO_COST, Cost
 
 log = logging.getLogger("pricegraph.recorder")
@@ -78,6 +80,7 @@ class Finished:
     estimated: bool = False
     from_lease: Decimal = ZERO  # charged from this process's lease
     beyond: Decimal = ZERO  # charged from what is available beyond the lease, if it covers it
+    budgets: tuple[tuple[int, Decimal, Decimal], ...] = ()  # (budget id, from its lease, beyond it)
 
     @property
     def cost(self) -> Decimal:
@@ -101,11 +104,17 @@ class Recorder:
     """This process's writer of usage and charges (`app.state.recorder`)."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], broker: Broker, credit: CreditBook, instance_id: str
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        broker: Broker,
+        credit: CreditBook,
+        instance_id: str,
+        budgets: CreditBook | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.broker = broker
         self.credit = credit
+        self.budgets = budgets  # the budget pool's leases (datasources.budgets)
         self.instance_id = instance_id
         self.queue: list[_Item] = []
         self.ids: dict[str, int] = {}  # request id → usage record id, while the record is pending
@@ -167,7 +176,7 @@ class Recorder:
         delay = 0.05
         while True:
             try:
-                settled = await self._write([item.work for item in batch if item.work is not None])
+                settled, budgeted = await self._write([item.work for item in batch if item.work is not None])
                 break
             except asyncio.CancelledError:
                 self.queue[:0] = batch
@@ -180,16 +189,22 @@ class Recorder:
         self.written += len(batch)
         for account_id, charged in settled.items():
             self.credit.settled(account_id, charged)
+        for budget_id, charged in budgeted.items():
+            if self.budgets is not None:
+                self.budgets.settled(budget_id, charged)
         for item in batch:
             if not item.done.done():
                 item.done.set_result(None)
 
-    async def _write(self, works: Sequence[Pending | Finished | _Adjust]) -> dict[int, Decimal]:
+    async def _write(
+        self, works: Sequence[Pending | Finished | _Adjust]
+    ) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
         pending = [w for w in works if isinstance(w, Pending)]
         adjusts = [w for w in works if isinstance(w, _Adjust)]
         finished = [w for w in works if isinstance(w, Finished)]
         events: list[Event] = []
         charged: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        budgeted: dict[int, Decimal] = defaultdict(lambda: ZERO)
         async with self.sessionmaker() as session, session.begin():
             ids = dict(self.ids)
             if pending:
@@ -234,12 +249,12 @@ class Recorder:
                     ],
                 )
             if finished:
-                settled = await self._settle(session, finished, ids, events, charged)
+                settled = await self._settle(session, finished, ids, events, charged, budgeted)
                 for request_id in settled:
                     ids.pop(request_id, None)
-            await self.broker.publish(session, events)
+            await announce(session, events, self.broker)
         self.ids = ids
-        return charged
+        return charged, budgeted
 
     async def _settle(
         self,
@@ -248,6 +263,7 @@ class Recorder:
         ids: dict[str, int],
         events: list[Event],
         charged: dict[int, Decimal],
+        budgeted: dict[int, Decimal],
     ) -> list[str]:
         known = [f for f in finished if f.request_id in ids]
         if len(known) < len(finished):
@@ -333,7 +349,125 @@ class Recorder:
                 by_account[f.account_id].append(f)
         for account_id in sorted(by_account):  # one account row at a time, in id order: no lock cycles
             await self._charge(session, account_id, by_account[account_id], ids, events, charged)
+        spend: dict[int, list[tuple[Decimal, Decimal]]] = defaultdict(list)
+        for f in known:
+            for budget_id, from_lease, beyond in f.budgets:
+                spend[budget_id].append((from_lease, beyond))
+        for budget_id in sorted(spend):  # after the accounts, in id order
+            await self._spend_budget(session, budget_id, spend[budget_id], events, budgeted)
         return done
+
+    async def _spend_budget(
+        self,
+        session: AsyncSession,
+        budget_id: int,
+        items: list[tuple[Decimal, Decimal]],
+        events: list[Event],
+        budgeted: dict[int, Decimal],
+    ) -> None:
+        """Add what the requests cost to the budget's month; what their holds took comes off its lease.
+        The statement records the highest threshold crossed, so each alerts once per period."""
+        from_lease = sum((item[0] for item in items), ZERO)
+        cost = from_lease + sum((item[1] for item in items), ZERO)
+        lease = self.budgets.leases.get(budget_id) if self.budgets is not None else None
+        taken = False
+        period = period_of()
+        fresh = BUDGETS.c.period == period
+        row = (
+            await session.execute(
+                update(BUDGETS)
+                .where(BUDGETS.c.id == budget_id)
+                .values(
+                    spent=case((fresh, BUDGETS.c.spent), else_=ZERO) + cost,
+                    alerted=case((fresh, BUDGETS.c.alerted), else_=0),
+                    period=period,
+                    held=BUDGETS.c.held - from_lease,
+                )
+                .returning(
+                    BUDGETS.c.account_id,
+                    BUDGETS.c.scope,
+                    BUDGETS.c.spent,
+                    BUDGETS.c.monthly_cap,
+                    BUDGETS.c.thresholds,
+                    BUDGETS.c.alerted,
+                )
+            )
+        ).one_or_none()
+        if row is None:  # the budget was removed meanwhile: its leases went with it
+            return
+        if from_lease:
+            taken = (
+                lease is not None
+                and lease.lease_id is not None
+                and (
+                    await session.execute(
+                        update(BUDGET_LEASES)
+                        .where(BUDGET_LEASES.c.id == lease.lease_id, BUDGET_LEASES.c.amount >= from_lease)
+                        .values(amount=BUDGET_LEASES.c.amount - from_lease)
+                        .returning(BUDGET_LEASES.c.id)
+                    )
+                ).scalar_one_or_none()
+                is not None
+            )
+            if taken:
+                budgeted[budget_id] += from_lease
+            else:  # the lease is gone (taken for dead, given back to the budget): its part of held went with it
+                await session.execute(
+                    update(BUDGETS).where(BUDGETS.c.id == budget_id).values(held=BUDGETS.c.held + from_lease)
+                )
+        marks = tuple(int(t) for t in row.thresholds.split(",") if t)
+        reached = crossed(marks, row.spent, row.monthly_cap, row.alerted)
+        if not reached:
+            return
+        raised = (
+            await session.execute(
+                update(BUDGETS)
+                .where(BUDGETS.c.id == budget_id, BUDGETS.c.alerted < reached[-1])
+                .values(alerted=reached[-1])
+                .returning(BUDGETS.c.id)
+            )
+        ).scalar_one_or_none()
+        if raised is None:
+            return
+        for percent in reached:
+            events.append(
+                AlertRaised(
+                    account_id=row.account_id,
+                    type="budget.threshold",
+                    raised_at=datetime.now(UTC),
+                    scope=row.scope,
+                    percent=percent,
+                    spent=row.spent,
+                    cap=row.monthly_cap,
+                    period=period,
+                )
+            )
+
+    async def _low_balance(self, session: AsyncSession, account_id: int, events: list[Event]) -> None:
+        """The balance fell below the account's low-balance line: one alert, until a credit lifts it again."""
+        row = (
+            await session.execute(
+                update(ACCOUNTS)
+                .where(
+                    ACCOUNTS.c.id == account_id,
+                    ACCOUNTS.c.low_balance.is_not(None),
+                    ACCOUNTS.c.balance < ACCOUNTS.c.low_balance,
+                    ACCOUNTS.c.low_balance_alerted.is_(False),
+                )
+                .values(low_balance_alerted=True)
+                .returning(ACCOUNTS.c.balance, ACCOUNTS.c.low_balance)
+            )
+        ).one_or_none()
+        if row is not None:
+            events.append(
+                AlertRaised(
+                    account_id=account_id,
+                    type="balance.low",
+                    raised_at=datetime.now(UTC),
+                    balance=row.balance,
+                    threshold=row.low_balance,
+                )
+            )
 
     async def _charge(
         self,
@@ -434,3 +568,4 @@ class Recorder:
                     created_at=created_at,
                 )
             )
+        await self._low_balance(session, account_id, events)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources import ledger
 from datasources.credit import ZERO
-from datasources.db.models import Account, CreditLease, ServerInstance, UsageRecord, UsageState
+from datasources.db.models import Account, Budget, BudgetLease, CreditLease, ServerInstance, UsageRecord, UsageState
 from datasources.events import BalanceChanged, Broker, Event
 from datasources.sources.leader import Leader
 
@@ -103,6 +103,7 @@ class Sweeper:
         for lease_id, account_id in expired:
             async with self.sessionmaker() as session, session.begin():
                 await self._recover_lease(session, lease_id, account_id, now, found)
+        await self._return_budget_leases(now, found)
         async with self.sessionmaker() as session, session.begin():
             dead = list(
                 (await session.execute(select(ServerInstance.id).where(ServerInstance.expires_at < now))).scalars()
@@ -135,6 +136,32 @@ class Sweeper:
         self.total.returned += found.returned
         self.total.instances += found.instances
         return found
+
+    async def _return_budget_leases(self, now: datetime, found: Swept) -> None:
+        """A dead instance's budget leases go back to their budgets (what they held counts as held no more)."""
+        async with self.sessionmaker() as session:
+            expired = (
+                await session.execute(
+                    select(BudgetLease.id, BudgetLease.budget_id)
+                    .where(BudgetLease.expires_at < now)
+                    .order_by(BudgetLease.budget_id, BudgetLease.id)
+                )
+            ).all()
+        for lease_id, budget_id in expired:
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(update(Budget).where(Budget.id == budget_id).values(held=Budget.held))
+                amount = (
+                    await session.execute(
+                        delete(BudgetLease)
+                        .where(BudgetLease.id == lease_id, BudgetLease.expires_at < now)
+                        .returning(BudgetLease.amount)
+                    )
+                ).scalar_one_or_none()
+                if amount:
+                    await session.execute(
+                        update(Budget).where(Budget.id == budget_id).values(held=Budget.held - amount)
+                    )
+                    found.leases += 1
 
     async def _recover_lease(
         self, session: AsyncSession, lease_id: int, account_id: int, now: datetime, found: Swept

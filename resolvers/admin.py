@@ -13,6 +13,7 @@ from datasources.catalog.record import record_prices as record
 from datasources.db.models import Plan as DbPlan
 from datasources.errors import BadInput
 from datasources.money import parse_amount
+from datasources.notices import announce
 from schema.accounts import Account, ApiKey, CreatedAccount, Plan
 from schema.bounds import Sized
 from schema.context import Info
@@ -47,7 +48,7 @@ async def record_prices(info: Info, prices: list[PriceInput], observed_at: datet
     observations = [Observation(**vars(p)) for p in prices]
     async with info.context.sessionmaker() as session, session.begin():
         result = await record(session, observations, observed_at)
-        await info.context.broker.publish(session, result.events)
+        await announce(session, result.events, info.context.broker)
     if result.changed:
         await info.context.book.reload()  # read our own writes at once
     return RecordedPrices(

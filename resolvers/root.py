@@ -7,10 +7,19 @@ from pathlib import Path
 
 import strawberry
 
-from resolvers import accounts, admin, catalog, history, live_candles, subscriptions
+from resolvers import accounts, admin, alerts, catalog, history, live_candles, subscriptions
 from resolvers import sources as price_sources
 from resolvers import usage as usage_resolvers
 from schema.accounts import Account, ApiKey, CreatedAccount, CreatedApiKey
+from schema.alerts import (
+    AlertSettings,
+    Budget,
+    BudgetAlert,
+    Checkout,
+    CreatedWebhookEndpoint,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from schema.candles import CANDLES, Candle
 from schema.catalog import Model, Price, Provider
 from schema.compare import Comparison
@@ -76,6 +85,19 @@ class Query:
         description="The account's ledger rows, newest first.",
         extensions=[usage_resolvers.LOGS],
     )
+    webhook_endpoints: list[WebhookEndpoint] = strawberry.field(
+        resolver=alerts.webhook_endpoints, description="The account's webhook endpoints (team plan)."
+    )
+    webhook_deliveries: list[WebhookDelivery] = strawberry.field(
+        resolver=alerts.webhook_deliveries,
+        description="An endpoint's latest deliveries, newest first, with every attempt (team plan).",
+    )
+    budgets: list[Budget] = strawberry.field(
+        resolver=alerts.budgets_of_account, description="Monthly spend caps on the account and its keys."
+    )
+    alert_settings: AlertSettings = strawberry.field(
+        resolver=alerts.alert_settings, description="Where alerts are e-mailed, and the low-balance line."
+    )
 
 
 @strawberry.type
@@ -92,6 +114,23 @@ class Mutation:
     credit_balance: CreditedBalance = strawberry.field(
         resolver=usage_resolvers.credit_balance,
         description="Operators: add USD to an account's balance, once per idempotency key.",
+    )
+    create_webhook_endpoint: CreatedWebhookEndpoint = strawberry.field(
+        resolver=alerts.create_webhook_endpoint, description="A new endpoint; its signing secret is shown once."
+    )
+    update_webhook_endpoint: WebhookEndpoint = strawberry.field(resolver=alerts.update_webhook_endpoint)
+    delete_webhook_endpoint: bool = strawberry.field(resolver=alerts.delete_webhook_endpoint)
+    rotate_webhook_secret: CreatedWebhookEndpoint = strawberry.field(resolver=alerts.rotate_webhook_secret)
+    resend_webhook_delivery: WebhookDelivery = strawberry.field(
+        resolver=alerts.resend_webhook_delivery, description="Send a delivery again (the same webhook id)."
+    )
+    set_budget: Budget = strawberry.field(
+        resolver=alerts.set_budget, description="Set the monthly cap (USD) of the account, or of one key."
+    )
+    remove_budget: bool = strawberry.field(resolver=alerts.remove_budget)
+    set_alert_settings: AlertSettings = strawberry.field(resolver=alerts.set_alert_settings)
+    create_checkout: Checkout = strawberry.field(
+        resolver=alerts.create_checkout, description="A Polar checkout for a top-up of `amount` USD."
     )
 
 
@@ -111,6 +150,10 @@ class Subscription:
     )
     balance_changed: BalanceEvent = strawberry.subscription(  # type: ignore[assignment]
         resolver=usage_resolvers.balance_changed, description="Each change of the caller's balance."
+    )
+    budget_alert: BudgetAlert = strawberry.subscription(  # type: ignore[assignment]
+        resolver=alerts.budget_alert,
+        description="The caller's budget thresholds and low-balance line as they are crossed.",
     )
     candle_updated: Candle = strawberry.subscription(  # type: ignore[assignment]
         resolver=live_candles.candle_updated,

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Protocol, TypeVar
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,17 +20,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from datasources.budgets import BudgetBook
 from datasources.catalog.importer import ensure_seed
 from datasources.credit import CreditBook
 from datasources.db import migrate
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.health import DatabaseProbe
+from datasources.delivery import Sender
 from datasources.events import create_broker
 from datasources.instances import Instance
 from datasources.keytable import KeyTable
+from datasources.outbox import Deliverer, MailDeliverer, OutboxWorker, WebhookDeliverer
 from datasources.pricebook import PriceBook
 from datasources.quotas import QuotaBook
 from datasources.recorder import Recorder
+from datasources.secrets import Sealer
 from datasources.sources.leader import SWEEP_LOCK, create_leader
 from datasources.sources.poller import Pollers
 from datasources.sweeper import Sweeper
@@ -39,7 +43,7 @@ from routing import websocket
 from routing.cache import ResponseCache
 from routing.gateway.app import install as install_gateway
 from routing.graphql import GraphQLApp
-from routing.rest import models_api, price_api, usage_api
+from routing.rest import billing_api, models_api, price_api, usage_api, webhooks_api
 from routing.settings import Settings
 from schema.documents import DocumentCache
 from schema.pacing import Pacer
@@ -81,6 +85,27 @@ async def prepare_database(engine: AsyncEngine, settings: Settings) -> None:
             )
 
 
+def sealer_for(settings: Settings) -> Sealer:
+    if settings.secret_key:
+        return Sealer.from_passphrase(settings.secret_key)
+    return Sealer.from_file(settings.secret_key_file)
+
+
+def outbox_worker(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], sealer: Sealer, instance_id: str
+) -> OutboxWorker:
+    """Webhook deliveries always; e-mails when SMTP_URL is set (else they wait in the outbox)."""
+    sender = Sender(allow_hosts=settings.webhook_allow_hosts, timeout=settings.webhook_timeout)
+    deliverers: dict[str, Deliverer] = {
+        "webhook": WebhookDeliverer(sessions, sender, sealer, timedelta(seconds=settings.webhook_disable_after)),
+    }
+    if settings.smtp is not None:
+        deliverers["email"] = MailDeliverer(settings.smtp)
+    return OutboxWorker(
+        sessions, instance_id, deliverers, settings.outbox_retry, poll_seconds=settings.outbox_poll_seconds
+    )
+
+
 class _Component(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -115,7 +140,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.quotas = await _started(stack, QuotaBook(sessions))
             app.state.instance = instance = await _started(stack, Instance(sessions, settings.lease_ttl))
             app.state.credit = credit = await _started(stack, CreditBook(sessions, instance))
-            app.state.recorder = await _started(stack, Recorder(sessions, broker, credit, instance.id))
+            app.state.budgets = budgets = await _started(stack, BudgetBook(sessions, broker, instance))
+            app.state.recorder = await _started(
+                stack, Recorder(sessions, broker, credit, instance.id, budgets=budgets.leases)
+            )
+            app.state.sealer = sealer = sealer_for(settings)
+            app.state.outbox = outbox = await _started(stack, outbox_worker(settings, sessions, sealer, instance.id))
+            broker.watch(lambda _events: outbox.wake())
             app.state.sweeper = await _started(stack, Sweeper(sessions, broker, create_leader(url, SWEEP_LOCK)))
             app.state.database_probe = await _started(stack, DatabaseProbe(engine))
             app.state.ws_limits = ws_limits
@@ -146,7 +177,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Mount("/api/v1", routes=price_api.routes),
-        Mount("/v1", routes=models_api.routes + usage_api.routes),
+        Mount("/v1", routes=models_api.routes + usage_api.routes + webhooks_api.routes + billing_api.routes),
     ]
     app = Starlette(
         routes=routes,
@@ -158,5 +189,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.documents = DocumentCache()
     app.state.graphql_limits = settings.graphql
     app.state.operator = settings.operator
+    app.state.polar = settings.polar
     install_gateway(app, settings.gateway)  # the OpenAI-compatible routes, ahead of the mounts
     return app

@@ -13,7 +13,10 @@ from sqlalchemy.engine import URL
 
 from datasources.callers import OperatorToken
 from datasources.db.engine import DatabaseURLError, database_url
+from datasources.mail import SmtpConfig
 from datasources.nats import NatsConfig, check_namespace, parse_servers
+from datasources.outbox import DISABLE_AFTER, RETRY_SCHEDULE
+from datasources.polar import PolarConfig
 from datasources.sources.config import SourceConfigError, SourcesConfig
 from routing.gateway.providers import PROVIDERS_FILE_ENV, GatewayConfig, ProvidersFileError
 from routing.websocket import Limits as WebsocketLimits
@@ -62,6 +65,59 @@ def _broker(env: Mapping[str, str]) -> NatsConfig | None:
         raise SettingsError(f"BROKER_NAMESPACE: {exc}") from None
 
 
+def _smtp(env: Mapping[str, str]) -> SmtpConfig | None:
+    raw = env.get("SMTP_URL", "").strip()
+    sender = env.get("SMTP_FROM", "").strip() or None
+    if not raw:
+        if sender:
+            raise SettingsError("SMTP_FROM: set only with SMTP_URL")
+        return None
+    try:
+        return SmtpConfig.parse(raw, sender)
+    except ValueError as exc:
+        raise SettingsError(str(exc) if "SMTP_URL" in str(exc) else f"SMTP_URL: {exc}") from None
+
+
+def _hosts(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = env.get(name, "")
+    return frozenset(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
+
+
+def _schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    raw = env.get("OUTBOX_RETRY_SCHEDULE", "").strip()
+    if not raw:
+        return RETRY_SCHEDULE
+    try:
+        values = tuple(float(v) for v in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"OUTBOX_RETRY_SCHEDULE: expected seconds separated by commas, got {raw!r}") from None
+    if not values or any(not v >= 0 for v in values):
+        raise SettingsError(f"OUTBOX_RETRY_SCHEDULE: expected seconds of 0 or more, got {raw!r}")
+    return values
+
+
+def _polar(env: Mapping[str, str]) -> PolarConfig | None:
+    token = env.get("POLAR_ACCESS_TOKEN", "").strip()
+    product = env.get("POLAR_PRODUCT_ID", "").strip()
+    secret = env.get("POLAR_WEBHOOK_SECRET", "").strip() or None
+    server = env.get("POLAR_SERVER", "").strip() or None
+    base_url = env.get("POLAR_API_URL", "").strip() or None
+    if not token and not secret:
+        return None
+    if token and not product:
+        raise SettingsError("POLAR_PRODUCT_ID: set it to the top-up product's id with POLAR_ACCESS_TOKEN")
+    if server not in (None, "production", "sandbox"):
+        raise SettingsError(f"POLAR_SERVER: expected production or sandbox, got {server!r}")
+    return PolarConfig(
+        access_token=token,
+        product_id=product,
+        webhook_secret=secret,
+        server=server,
+        base_url=base_url,
+        success_url=env.get("POLAR_SUCCESS_URL", "").strip() or None,
+    )
+
+
 def _port(env: Mapping[str, str]) -> int:
     raw = env.get("PORT", "").strip()
     if not raw:
@@ -88,6 +144,15 @@ class Settings:
     host: str = "127.0.0.1"  # where `serve` listens (HOST, PORT)
     port: int = 8000
     broker: NatsConfig | None = None  # BROKER_URL, BROKER_NAMESPACE: events and the tick feed through NATS
+    smtp: SmtpConfig | None = None  # SMTP_URL, SMTP_FROM; without it e-mails wait in the outbox
+    webhook_allow_hosts: frozenset[str] = frozenset()  # WEBHOOK_ALLOW_HOSTS: hosts exempt from the SSRF check
+    webhook_timeout: float = 10.0  # WEBHOOK_TIMEOUT: seconds a delivery may take
+    webhook_disable_after: float = DISABLE_AFTER.total_seconds()  # WEBHOOK_DISABLE_AFTER, seconds
+    outbox_retry: tuple[float, ...] = RETRY_SCHEDULE  # OUTBOX_RETRY_SCHEDULE: seconds before each retry
+    outbox_poll_seconds: float = 1.0  # how often the outbox worker looks for what another process queued
+    secret_key: str | None = field(default=None, repr=False)  # SECRET_KEY: seals webhook secrets
+    secret_key_file: Path = Path(".pricegraph-secret-key")  # SECRET_KEY_FILE: used without SECRET_KEY
+    polar: PolarConfig | None = None  # POLAR_ACCESS_TOKEN, POLAR_PRODUCT_ID, POLAR_WEBHOOK_SECRET, ...
 
     @classmethod
     def from_env(cls, url: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,4 +192,12 @@ class Settings:
             host=env.get("HOST", "").strip() or cls.host,
             port=_port(env),
             broker=_broker(env),
+            smtp=_smtp(env),
+            webhook_allow_hosts=_hosts(env, "WEBHOOK_ALLOW_HOSTS"),
+            webhook_timeout=_number(env, "WEBHOOK_TIMEOUT", cls.webhook_timeout),
+            webhook_disable_after=_number(env, "WEBHOOK_DISABLE_AFTER", cls.webhook_disable_after),
+            outbox_retry=_schedule(env),
+            secret_key=env.get("SECRET_KEY", "").strip() or None,
+            secret_key_file=Path(env.get("SECRET_KEY_FILE", "").strip() or str(cls.secret_key_file)),
+            polar=_polar(env),
         )

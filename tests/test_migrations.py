@@ -23,6 +23,12 @@ TABLES = {
     "server_instances",
     "credit_leases",
     "candle_rollups",
+    "budgets",
+    "budget_leases",
+    "webhook_endpoints",
+    "outbox",
+    "delivery_attempts",
+    "inbound_webhooks",
 }
 
 

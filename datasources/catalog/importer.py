@@ -16,6 +16,7 @@ from datasources.catalog.openrouter import parse_openrouter_file
 from datasources.catalog.seed import load_seed
 from datasources.db.models import Offer
 from datasources.events import Broker
+from datasources.notices import announce
 
 FORMATS: dict[str, Callable[[Path], list[OfferEntry]]] = {
     "litellm": parse_litellm_file,
@@ -41,8 +42,7 @@ async def import_file(
         result = await apply_offers(
             session, entries, source=fmt, progress=(lambda n: progress(n, total)) if progress else None
         )
-        if broker is not None:
-            await broker.publish(session, result.events)
+        await announce(session, result.events, broker)
         return result
 
 

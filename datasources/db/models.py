@@ -259,6 +259,12 @@ class Account(Base):
     # Reserved for requests in flight: what they may cost at most. Available = balance - held.
     held: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    email: Mapped[str | None] = mapped_column(String(254))  # where account and security e-mails go
+    # Below this balance, one `balance.low` alert (until a credit lifts the balance above it again).
+    low_balance: Mapped[Decimal | None] = mapped_column(Money)
+    low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # What a refund took beyond the balance: routing on platform keys waits until it is paid.
+    owed: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
 
 
 class ApiKey(Base):
@@ -388,3 +394,123 @@ class PriceSource(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     offers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Budget(Base):
+    """A monthly spend cap on an account (`scope` "account") or one of its keys (`scope` the key id), with
+    alert thresholds in percent. `spent` and `held` are for `period` (a UTC month, "YYYY-MM"); the first
+    lease taken in a new month starts it afresh. Leases (`budget_leases`) count in `held`:
+    available = cap - spent - held."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        UniqueConstraint("account_id", "scope", name="uq_budgets_scope"),
+        CheckConstraint("held >= 0", name="held_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    monthly_cap: Mapped[Decimal] = mapped_column(Money)
+    thresholds: Mapped[str] = mapped_column(String(64), default="50,80,100")
+    period: Mapped[str] = mapped_column(String(7))
+    spent: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    held: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    alerted: Mapped[int] = mapped_column(Integer, default=0)  # the highest threshold alerted in `period`
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BudgetLease(Base):
+    """Budget an instance took to hold requests against in memory (it counts in `budgets.held`)."""
+
+    __tablename__ = "budget_leases"
+    __table_args__ = (CheckConstraint("amount >= 0", name="amount_non_negative"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[str] = mapped_column(String(32), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """Where an account wants events POSTed. The signing secret is kept sealed (datasources/secrets.py)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    events: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of event types; empty: every type
+    models: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of model slugs; empty: any
+    providers: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of provider slugs; empty: any
+    min_change_pct: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    secret_sealed: Mapped[str] = mapped_column(String(256))
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class OutboxMessage(Base):
+    """An outgoing message (a webhook delivery, an e-mail), written in the transaction of the fact that
+    causes it; workers deliver it (datasources/outbox.py)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email
+    topic: Mapped[str] = mapped_column(String(32))  # the event type, or the e-mail's kind
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[str | None] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    recipient: Mapped[str | None] = mapped_column(String(254))
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryAttempt(Base):
+    """One attempt at delivering an outbox message: the delivery log."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[str | None] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InboundWebhook(Base):
+    """A webhook received from a payment provider, by its id: a replay is recognised and does nothing."""
+
+    __tablename__ = "inbound_webhooks"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

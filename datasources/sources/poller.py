@@ -24,6 +24,7 @@ from datasources.catalog.entries import OfferEntry
 from datasources.catalog.ingest import apply_offers
 from datasources.db.models import Model, Offer, OfferStatus, Provider
 from datasources.events import Broker, Event, StatusChanged
+from datasources.notices import announce
 from datasources.sources.base import Source, SourceError, raise_if_cancelled
 from datasources.sources.leader import Leader, LocalLeader
 from datasources.sources.replay import Replay
@@ -103,7 +104,7 @@ async def poll_once(
             assert report.error is not None
             await record_error(session, source.name, now, report.error)
             stale = await mark_stale(session, source.name, now - timedelta(seconds=source.stale_after), now)
-            await broker.publish(session, stale)
+            await announce(session, stale, broker)
         report.stale, report.events = len(stale), list(stale)
     except Exception:
         raise_if_cancelled()
@@ -126,7 +127,7 @@ async def _apply_snapshot(
         stale = await mark_stale(session, source.name, now - timedelta(seconds=source.stale_after), now)
         await record_ok(session, source.name, now, len(listed))
         events: list[Event] = [*result.ticks, *result.status_changes, *gone, *stale]
-        await broker.publish(session, events)
+        await announce(session, events, broker)
     report.listed, report.created = len(listed), result.offers_created
     report.changed = sum(1 for t in result.ticks if t.previous_input_per_1m is not None)
     report.unavailable, report.stale = len(gone), len(stale)

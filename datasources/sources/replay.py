@@ -22,6 +22,7 @@ from datasources.catalog.entries import OfferEntry
 from datasources.catalog.ingest import apply_offers
 from datasources.db.models import Model, Offer, OfferStatus, Provider
 from datasources.events import Broker, Event, StatusChanged
+from datasources.notices import announce
 from datasources.sources.base import SourceError, raise_if_cancelled
 from datasources.sources.history_file import SOURCE_OF_FORMAT, OfferKey, ReplayGroup, history_format, load_history
 from datasources.sources.status import record_error, record_ok
@@ -138,7 +139,7 @@ class Replay:
                     )
                 ).scalar_one()
                 await record_ok(session, self.name, at, live)
-                await broker.publish(session, events)
+                await announce(session, events, broker)
             self.groups_applied += 1
         except Exception as exc:  # a failed group is reported; the replay goes on
             raise_if_cancelled()

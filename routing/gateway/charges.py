@@ -19,18 +19,37 @@ from routing.gateway.select import Candidate
 RECORD_TIMEOUT = 10.0  # seconds an answer may wait for its pending usage record to be committed
 
 
+def _key_id(x: Exchange) -> str | None:
+    return x.principal.key_id if x.principal else None
+
+
 async def first_affordable(x: Exchange, candidates: list[Candidate]) -> int:
-    """The first candidate the request can be sent to: the customer's own key, or a platform key whose
-    most possible cost the account can hold. Without one, the request is refused (402)."""
+    """The first candidate the request can be sent to: its most possible cost fits every budget covering the
+    request, and for a platform key the account can hold it (the customer's own key needs no balance).
+    Without one, the request is refused (402 `budget_exceeded` or `insufficient_balance`)."""
     shortfall: errors.InsufficientBalance | None = None
+    over: errors.BudgetExceeded | None = None
+    budgets = x.gateway.budgets
+    covered = bool(budgets.covering(x.account_id, _key_id(x)))
     for index, candidate in enumerate(candidates):
+        most = metering.max_cost(x.body, candidate, x.prompt_tokens)
+        if covered:
+            try:
+                x.budget_holds = await budgets.hold(x.account_id, _key_id(x), most)
+            except errors.BudgetExceeded as exc:
+                over = over or exc
+                continue
         if candidate.key_source != "platform":
             return index
         try:
-            x.hold = await x.gateway.credit.hold(x.account_id, metering.max_cost(x.body, candidate, x.prompt_tokens))
+            x.hold = await x.gateway.credit.hold(x.account_id, most)
             return index
         except errors.InsufficientBalance as exc:
             shortfall = exc
+            budgets.release(x.budget_holds)
+            x.budget_holds = []
+    if over is not None and shortfall is None:
+        raise GatewayError(402, f"budget exceeded: {over}", "budget_exceeded") from None
     raise GatewayError(
         402,
         f"insufficient balance for a request through Coaxiom's provider keys: {shortfall}; "
@@ -42,9 +61,18 @@ async def first_affordable(x: Exchange, candidates: list[Candidate]) -> int:
 async def afford(x: Exchange, candidate: Candidate) -> bool:
     """Before a fallback to `candidate`: its own key needs nothing; a platform key needs the hold raised to
     its most possible cost (and the pending record to say so)."""
+    amount = metering.max_cost(x.body, candidate, x.prompt_tokens)
+    budgets = x.gateway.budgets
+    if x.budget_holds:
+        if not await budgets.top_up(x.budget_holds, amount):
+            return False
+    elif budgets.covering(x.account_id, _key_id(x)):
+        try:
+            x.budget_holds = await budgets.hold(x.account_id, _key_id(x), amount)
+        except errors.BudgetExceeded:
+            return False
     if candidate.key_source != "platform":
         return True
-    amount = metering.max_cost(x.body, candidate, x.prompt_tokens)
     if x.hold is None:
         try:
             x.hold = await x.gateway.credit.hold(x.account_id, amount)
@@ -58,10 +86,12 @@ async def afford(x: Exchange, candidate: Candidate) -> bool:
 
 
 def release(x: Exchange) -> None:
-    """Give an unused hold back to the lease."""
+    """Give unused holds back to their leases."""
     if x.hold is not None:
         x.gateway.credit.release(x.hold)
         x.hold = None
+    x.gateway.budgets.release(x.budget_holds)
+    x.budget_holds = []
 
 
 def begin(x: Exchange, candidate: Candidate, model_slug: str) -> None:
@@ -116,6 +146,13 @@ def settle(
     breakdown = pricing.cost(candidate.price, use) if bill and candidate is not None else NO_COST
     cost = breakdown.total
     from_lease, beyond = Decimal(0), Decimal(0)
+    budgets: tuple[tuple[int, Decimal, Decimal], ...] = ()
+    if x.budget_holds:
+        if bill and candidate is not None:
+            budgets = x.gateway.budgets.spend(x.budget_holds, cost)
+        else:
+            x.gateway.budgets.release(x.budget_holds)
+        x.budget_holds = []
     if x.hold is not None:
         if candidate is not None and candidate.key_source == "platform" and bill:
             from_lease, beyond = x.gateway.credit.spend(x.hold, cost)
@@ -144,5 +181,6 @@ def settle(
             estimated=estimated and bill,
             from_lease=from_lease,
             beyond=beyond,
+            budgets=budgets,
         )
     )

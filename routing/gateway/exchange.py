@@ -30,6 +30,7 @@ class Exchange:
     principal: Principal | None = None
     admission: Admission | None = None
     hold: Hold | None = None  # what a platform-key attempt may cost, reserved on the account's lease
+    budget_holds: list[Hold] = field(default_factory=list)  # the same, on each budget covering the request
     recorded: asyncio.Future[None] | None = None  # the pending usage record's commit
     body: dict[str, Any] = field(default_factory=dict)
     stream: bool = False

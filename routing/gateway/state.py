@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from datasources.budgets import BudgetBook
 from datasources.callers import OperatorToken
 from datasources.credit import CreditBook
 from datasources.keytable import KeyTable
@@ -40,6 +41,7 @@ class Gateway:
     credit: CreditBook
     recorder: Recorder
     book: PriceBook
+    budgets: BudgetBook
     operator: OperatorToken | None = None
     request_ids: Iterator[str] = field(default_factory=request_ids)
 
@@ -54,6 +56,7 @@ class Gateway:
             state.credit,
             state.recorder,
             state.book,
+            state.budgets,
             state.operator,
         )
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +22,7 @@ from routing.cache import wants_fresh
 from routing.wire import dumps
 
 log = logging.getLogger("pricegraph.rest")
+MAX_BODY_BYTES = 64 * 1024
 
 
 class JSON(JSONResponse):
@@ -56,6 +59,7 @@ class Call:
     principal: Principal
     sessionmaker: async_sessionmaker[AsyncSession]
     admission: Admission | None = field(default=None)
+    status: int = 200  # a handler that creates something answers 201
 
     @property
     def catalog(self) -> Catalog:
@@ -74,6 +78,21 @@ class Call:
         self.admission = await callers.admit(self.request.app.state.quotas, self.principal, feature, history_days)
 
     # -- parameters -------------------------------------------------------------------------
+
+    async def body(self) -> dict[str, Any]:
+        """The JSON object the request carries (400 when it is not one)."""
+        raw = await self.request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise errors.BadInput(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        if not raw.strip():
+            return {}
+        try:
+            value = json.loads(raw, parse_float=Decimal)
+        except ValueError as exc:
+            raise errors.BadInput(f"the request body is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise errors.BadInput("the request body must be a JSON object")
+        return value
 
     def text(self, name: str, default: str | None = None, required: bool = False) -> str | None:
         value = self.request.query_params.get(name)
@@ -146,7 +165,9 @@ def _endpoint(handler: Handler, cached: bool) -> Callable[[Request], Awaitable[R
             if call.admission is None:
                 raise RuntimeError(f"{handler.__name__} answered without admitting the request")
             headers = callers.rate_limit_headers(call.admission)
-            response = JSON(body, headers={**headers, "X-Cache": "miss"} if cached else headers)
+            response = JSON(
+                body, status_code=call.status, headers={**headers, "X-Cache": "miss"} if cached else headers
+            )
             if cached:
                 state.response_cache.put(key, version, bytes(response.body))
             return response
