@@ -38,6 +38,8 @@ log = logging.getLogger("pricegraph.budgets")
 
 ACCOUNT_SCOPE = "account"
 DEFAULT_THRESHOLDS = (50, 80, 100)
+MAX_THRESHOLDS = 10
+MAX_BUDGETS = 1000  # per account (one per key and the account's own)
 CHECK_SECONDS = 5.0
 
 
@@ -59,8 +61,8 @@ def parse_thresholds(raw: Sequence[int] | str | None) -> tuple[int, ...]:
         if not 1 <= value <= 1000:
             raise BadInput(f"each threshold must be from 1 to 1000 percent, got {value}", field="thresholds")
         values.append(value)
-    if len(values) > 10:
-        raise BadInput("at most 10 thresholds", field="thresholds")
+    if len(values) > MAX_THRESHOLDS:
+        raise BadInput(f"at most {MAX_THRESHOLDS} thresholds", field="thresholds")
     return tuple(sorted(set(values)))
 
 
@@ -242,6 +244,9 @@ async def set_budget(
         await session.execute(select(Budget).where(Budget.account_id == account_id, Budget.scope == scope))
     ).scalar_one_or_none()
     if budget is None:
+        count = len((await session.execute(select(Budget.id).where(Budget.account_id == account_id))).all())
+        if count >= MAX_BUDGETS:
+            raise BadInput(f"an account may have at most {MAX_BUDGETS} budgets", field="key_id")
         budget = Budget(
             account_id=account_id, scope=scope, monthly_cap=cap, thresholds=marks, period=period_of(now), spent=ZERO
         )

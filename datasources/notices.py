@@ -167,6 +167,15 @@ async def _endpoints(session: AsyncSession, account_ids: set[int] | None) -> lis
     return list((await session.execute(query)).scalars())
 
 
+def sends(event: Event) -> bool:
+    """Whether the event is a fact that may send messages."""
+    return (
+        isinstance(event, PriceChanged | StatusChanged | AlertRaised)
+        or (isinstance(event, KeyChanged) and event.key_id is not None)
+        or (isinstance(event, BalanceChanged) and event.type == "credit")
+    )
+
+
 async def write(session: AsyncSession, events: Sequence[Event]) -> None:
     """The outbox rows for the facts among `events` (price and status changes, keys, credits, alerts)."""
     market = [e for e in events if isinstance(e, PriceChanged | StatusChanged)]

@@ -260,15 +260,16 @@ class OutboxWorker:
             OUTBOX.c.payload,
             OUTBOX.c.attempts,
         )
+        pick = select(OUTBOX.c.id).where(due).order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(self.batch)
         async with self.sessionmaker() as session, session.begin():
-            pick = select(OUTBOX.c.id).where(due).order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(self.batch)
             if session.get_bind().dialect.name == "postgresql":
                 ids = list((await session.execute(pick.with_for_update(skip_locked=True))).scalars())
-                if not ids:
-                    return []
-                statement = update(OUTBOX).where(OUTBOX.c.id.in_(ids))
-            else:
-                statement = update(OUTBOX).where(OUTBOX.c.id.in_(pick.scalar_subquery()), due)
+            else:  # a read first: an idle outbox never takes SQLite's write lock
+                ids = list((await session.execute(pick)).scalars())
+            if not ids:
+                return []
+            # Still due when written: on SQLite another process may have claimed some meanwhile.
+            statement = update(OUTBOX).where(OUTBOX.c.id.in_(ids), due)
             rows = (await session.execute(statement.values(**claim).returning(*columns))).all()
         return [Claimed(*row) for row in rows]
 

@@ -20,7 +20,12 @@ from schema.alerts import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from schema.bounds import Page, Sized
 from schema.context import Info
+
+ENDPOINTS = Sized.fixed(webhooks.MAX_ENDPOINTS, "an account's endpoints")
+DELIVERIES = Page(default=50, maximum=200)
+BUDGETS = Sized.fixed(budgets.MAX_BUDGETS, "an account's budgets")
 
 
 class Unavailable(DomainError):
@@ -53,8 +58,7 @@ async def webhook_endpoints(info: Info) -> list[WebhookEndpoint]:
 
 async def webhook_deliveries(info: Info, endpoint_id: strawberry.ID, first: int = 50) -> list[WebhookDelivery]:
     account_id = _webhooks_allowed(info)
-    if not 1 <= first <= 200:
-        raise BadInput("first: give 1 to 200")
+    DELIVERIES.check(first)
     async with info.context.sessionmaker() as session:
         found = await webhooks.deliveries(session, account_id, str(endpoint_id), first)
     return [WebhookDelivery.of(d.message, d.attempts) for d in found]

@@ -86,14 +86,19 @@ class Query:
         extensions=[usage_resolvers.LOGS],
     )
     webhook_endpoints: list[WebhookEndpoint] = strawberry.field(
-        resolver=alerts.webhook_endpoints, description="The account's webhook endpoints (team plan)."
+        resolver=alerts.webhook_endpoints,
+        description="The account's webhook endpoints (team plan).",
+        extensions=[alerts.ENDPOINTS],
     )
     webhook_deliveries: list[WebhookDelivery] = strawberry.field(
         resolver=alerts.webhook_deliveries,
         description="An endpoint's latest deliveries, newest first, with every attempt (team plan).",
+        extensions=[alerts.DELIVERIES],
     )
     budgets: list[Budget] = strawberry.field(
-        resolver=alerts.budgets_of_account, description="Monthly spend caps on the account and its keys."
+        resolver=alerts.budgets_of_account,
+        description="Monthly spend caps on the account and its keys.",
+        extensions=[alerts.BUDGETS],
     )
     alert_settings: AlertSettings = strawberry.field(
         resolver=alerts.alert_settings, description="Where alerts are e-mailed, and the low-balance line."

@@ -188,12 +188,17 @@ def accounts_group() -> None:
 @click.option("--plan", required=True, help="free, developer, team or enterprise.")
 @click.option("--credit", default="0", show_default=True, help="Prepaid balance in USD.")
 @click.option("--name", default="", help="A name for the account.")
-def accounts_create(plan: str, credit: str, name: str) -> None:
+@click.option("--email", default=None, help="Where account and security e-mails go.")
+def accounts_create(plan: str, credit: str, name: str, email: str | None) -> None:
     """Create an account and print its first API key (shown only this once)."""
     try:
         parsed_plan = accounts.parse_plan(plan)
     except DomainError as exc:
         raise click.BadParameter(str(exc), param_hint="--plan") from None
+    try:
+        address = accounts.check_email(email) if email else None
+    except DomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="--email") from None
     try:
         amount = parse_amount(credit, "credit", allow_zero=True)
     except DomainError as exc:
@@ -203,13 +208,31 @@ def accounts_create(plan: str, credit: str, name: str) -> None:
 
     async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
         async with sessions() as session, session.begin():
-            return await accounts.create_account(session, parsed_plan, amount, name, broker)
+            return await accounts.create_account(session, parsed_plan, amount, name, broker, email=address)
 
     account, issued = _run(main)
     click.echo(f"account {account.id} ({account.plan.value}), balance {account.balance:f} USD")
     click.echo(f"key id: {issued.key.id}")
     click.echo(f"api key: {issued.secret}")
     click.echo("Store the API key now: it is not kept and cannot be shown again.", err=True)
+
+
+@accounts_group.command("email")
+@click.argument("account_id", type=int)
+@click.argument("address")
+def accounts_email(account_id: int, address: str) -> None:
+    """Set where the account's e-mails go ("none" to stop them)."""
+    try:
+        checked = None if address.strip().lower() == "none" else accounts.check_email(address)
+    except DomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+
+    async def main(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Any:
+        async with sessions() as session, session.begin():
+            return await accounts.set_email(session, account_id, checked)
+
+    account = _run(main)
+    click.echo(f"account {account.id}: e-mails go to {account.email or 'nowhere'}")
 
 
 @accounts_group.command("credit")

@@ -11,6 +11,12 @@ import strawberry
 from datasources import budgets, webhooks
 from datasources.db import models as db
 from datasources.events import AlertRaised
+from schema.bounds import Sized
+
+EVENTS = Sized.fixed(len(webhooks.EVENT_TYPES), "the event types")
+FILTER = Sized.fixed(webhooks.MAX_FILTER_ITEMS, "a filter's entries")
+THRESHOLDS = Sized.fixed(budgets.MAX_THRESHOLDS, "a budget's thresholds")
+ATTEMPTS = Sized.fixed(20, "the latest attempts of a delivery")
 
 
 @strawberry.type(description="Where the account's events are POSTed, signed per Standard Webhooks.")
@@ -29,15 +35,17 @@ class WebhookEndpoint:
     def description(self) -> str:
         return self.row.description
 
-    @strawberry.field(description="Event types delivered; empty: every type.")
+    @strawberry.field(description="Event types delivered; empty: every type.", extensions=[EVENTS])
     def events(self) -> list[str]:
         return webhooks.event_types(self.row)
 
-    @strawberry.field(description="Only these models' price and status events; empty: any model.")
+    @strawberry.field(description="Only these models' price and status events; empty: any model.", extensions=[FILTER])
     def models(self) -> list[str]:
         return webhooks.models_of(self.row)
 
-    @strawberry.field(description="Only these providers' price and status events; empty: any provider.")
+    @strawberry.field(
+        description="Only these providers' price and status events; empty: any provider.", extensions=[FILTER]
+    )
     def providers(self) -> list[str]:
         return webhooks.providers_of(self.row)
 
@@ -88,7 +96,7 @@ class WebhookDelivery:
     type: str
     state: str = strawberry.field(description="pending, delivered or failed.")
     payload: strawberry.scalars.JSON
-    attempts: list[DeliveryAttempt]
+    attempts: list[DeliveryAttempt] = strawberry.field(extensions=[ATTEMPTS])
     next_attempt_at: datetime | None
     created_at: datetime
     delivered_at: datetime | None
@@ -109,7 +117,7 @@ class WebhookDelivery:
                     response=a.response,
                     created_at=a.created_at,
                 )
-                for a in attempts
+                for a in attempts[-20:]
             ],
             next_attempt_at=message.next_attempt_at if message.state == db.OutboxState.PENDING else None,
             created_at=message.created_at,
@@ -145,7 +153,7 @@ class Budget:
     def period(self) -> str:
         return budgets.period_of()
 
-    @strawberry.field(description="Alert thresholds, percent of the cap.")
+    @strawberry.field(description="Alert thresholds, percent of the cap.", extensions=[THRESHOLDS])
     def thresholds(self) -> list[int]:
         return list(budgets.thresholds_of(self.row))
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from datasources.catalog.litellm import parse_litellm_file
 from datasources.db import migrate
 from datasources.db.engine import create_engine, sessionmaker
-from datasources.db.models import Account, ApiKey, BalanceTransaction, Offer, PriceTick
+from datasources.db.models import Account, ApiKey, BalanceTransaction, Offer, OutboxMessage, PriceTick
 from tests.conftest import Databases, data_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +191,25 @@ async def test_accounts_create_rejects_bad_input(fresh_url: URL) -> None:
     assert "gold" in plan.stderr and "free, developer, team, enterprise" in plan.stderr
     credit = run(fresh_url, "accounts", "create", "--plan", "team", "--credit", "-3")
     assert credit.returncode == 2 and "--credit" in credit.stderr
+
+
+async def test_accounts_get_an_email_address(fresh_url: URL) -> None:
+    made = run(fresh_url, "accounts", "create", "--plan", "team", "--email", "ops@example.test")
+    assert made.returncode == 0, made.stderr
+    account_id = made.stdout.split()[1]
+    bad = run(fresh_url, "accounts", "create", "--plan", "team", "--email", "not-an-address")
+    assert bad.returncode == 2 and "--email" in bad.stderr
+    changed = run(fresh_url, "accounts", "email", account_id, "billing@example.test")
+    assert changed.returncode == 0 and "billing@example.test" in changed.stdout
+    engine = create_engine(fresh_url)
+    try:
+        async with sessionmaker(engine)() as session:
+            account = (await session.execute(select(Account))).scalar_one()
+            mails = (await session.execute(select(OutboxMessage.recipient))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert account.email == "billing@example.test"
+    assert mails == ["ops@example.test"]  # the first key's e-mail, queued (no SMTP_URL here)
 
 
 @pytest.mark.parametrize("url", ["mysql://root@localhost/db", "not a url", "sqlite:////nonexistent/dir/x.db"])
