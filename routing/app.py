@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import httpx
@@ -86,10 +87,20 @@ async def prepare_database(engine: AsyncEngine, settings: Settings) -> None:
             )
 
 
+KEY_FILE = ".pricegraph-secret-key"
+
+
 def sealer_for(settings: Settings) -> Sealer:
+    """SECRET_KEY; else the key file (SECRET_KEY_FILE, or beside the SQLite database, or in the working
+    directory), created on first use."""
     if settings.secret_key:
         return Sealer.from_passphrase(settings.secret_key)
-    return Sealer.from_file(settings.secret_key_file)
+    path = settings.secret_key_file
+    if path is None:
+        database = settings.database_url.database or ""
+        local = settings.database_url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+        path = Path(database).resolve().with_name(KEY_FILE) if local else Path(KEY_FILE)
+    return Sealer.from_file(path)
 
 
 def outbox_worker(

@@ -151,7 +151,7 @@ class Settings:
     outbox_retry: tuple[float, ...] = RETRY_SCHEDULE  # OUTBOX_RETRY_SCHEDULE: seconds before each retry
     outbox_poll_seconds: float = 1.0  # how often the outbox worker looks for what another process queued
     secret_key: str | None = field(default=None, repr=False)  # SECRET_KEY: seals webhook secrets
-    secret_key_file: Path = Path(".pricegraph-secret-key")  # SECRET_KEY_FILE: used without SECRET_KEY
+    secret_key_file: Path | None = None  # SECRET_KEY_FILE: without SECRET_KEY; None: beside the SQLite file
     polar: PolarConfig | None = None  # POLAR_ACCESS_TOKEN, POLAR_PRODUCT_ID, POLAR_WEBHOOK_SECRET, ...
 
     @classmethod
@@ -198,6 +198,6 @@ class Settings:
             webhook_disable_after=_number(env, "WEBHOOK_DISABLE_AFTER", cls.webhook_disable_after),
             outbox_retry=_schedule(env),
             secret_key=env.get("SECRET_KEY", "").strip() or None,
-            secret_key_file=Path(env.get("SECRET_KEY_FILE", "").strip() or str(cls.secret_key_file)),
+            secret_key_file=Path(raw_key_file) if (raw_key_file := env.get("SECRET_KEY_FILE", "").strip()) else None,
             polar=_polar(env),
         )
