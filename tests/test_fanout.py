@@ -201,7 +201,7 @@ async def test_a_slow_member_is_cut_off_and_the_others_get_every_event(server: L
     bursts = 0
     while len(group.members) == 4:
         bursts += 1
-        assert bursts <= 200, "the slow member was never cut off"
+        assert bursts <= 1000, "the slow member was never cut off"
         await asyncio.to_thread(bump, server, rows, "deepinfra", bursts)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         while True:
