@@ -196,6 +196,21 @@ class CreditBook:
         lease.last = time.monotonic()
         return from_lease, cost - from_lease
 
+    async def take(self, session: AsyncSession, account_id: int, amount: Decimal) -> bool:
+        """In the caller's transaction, charge `amount` to this process's lease row on the pool row; False
+        when the lease is gone (taken for dead and returned), so nothing was taken from it."""
+        lease = self.leases.get(account_id)
+        if lease is None or lease.lease_id is None:
+            return False
+        leases = self.pool.leases
+        taken = await session.execute(
+            update(leases)
+            .where(leases.c.id == lease.lease_id, leases.c.amount >= amount)
+            .values(amount=leases.c.amount - amount)
+            .returning(leases.c.id)
+        )
+        return taken.scalar_one_or_none() is not None
+
     def settled(self, account_id: int, charged: Decimal) -> None:
         """The recorder committed `charged` of this account's lease as spent."""
         lease = self.leases.get(account_id)

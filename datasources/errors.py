@@ -70,3 +70,10 @@ class BudgetExceeded(DomainError):
 
     code = "BUDGET_EXCEEDED"
     status = 402
+
+
+class Unavailable(DomainError):
+    """Something the request needs is not configured or does not answer (a payment provider)."""
+
+    code = "UNAVAILABLE"
+    status = 503

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from datasources.budgets import crossed, period_of
 from datasources.credit import ZERO, CreditBook
 from datasources.db.models import UsageState
-from datasources.db.tables import ACCOUNTS, BUDGET_LEASES, BUDGETS, LEASES, LEDGER, RECORDS
+from datasources.db.tables import ACCOUNTS, BUDGETS, LEDGER, RECORDS
 from datasources.events import AlertRaised, BalanceChanged, Broker, Event, UsageRecorded
 from datasources.notices import announce
 from datasources.pricing import COST_PARTS, NO_COST, Cost
@@ -369,8 +369,6 @@ class Recorder:
         The statement records the highest threshold crossed, so each alerts once per period."""
         from_lease = sum((item[0] for item in items), ZERO)
         cost = from_lease + sum((item[1] for item in items), ZERO)
-        lease = self.budgets.leases.get(budget_id) if self.budgets is not None else None
-        taken = False
         period = period_of()
         fresh = BUDGETS.c.period == period
         row = (
@@ -396,20 +394,7 @@ class Recorder:
         if row is None:  # the budget was removed meanwhile: its leases went with it
             return
         if from_lease:
-            taken = (
-                lease is not None
-                and lease.lease_id is not None
-                and (
-                    await session.execute(
-                        update(BUDGET_LEASES)
-                        .where(BUDGET_LEASES.c.id == lease.lease_id, BUDGET_LEASES.c.amount >= from_lease)
-                        .values(amount=BUDGET_LEASES.c.amount - from_lease)
-                        .returning(BUDGET_LEASES.c.id)
-                    )
-                ).scalar_one_or_none()
-                is not None
-            )
-            if taken:
+            if self.budgets is not None and await self.budgets.take(session, budget_id, from_lease):
                 budgeted[budget_id] += from_lease
             else:  # the lease is gone (taken for dead, given back to the budget): its part of held went with it
                 await session.execute(
@@ -489,21 +474,7 @@ class Recorder:
                     .returning(ACCOUNTS.c.balance)
                 )
             ).scalar_one()
-            lease = self.credit.leases.get(account_id)
-            taken = (
-                lease is not None
-                and lease.lease_id is not None
-                and (
-                    await session.execute(
-                        update(LEASES)
-                        .where(LEASES.c.id == lease.lease_id, LEASES.c.amount >= from_lease)
-                        .values(amount=LEASES.c.amount - from_lease)
-                        .returning(LEASES.c.id)
-                    )
-                ).scalar_one_or_none()
-                is not None
-            )
-            if taken:
+            if await self.credit.take(session, account_id, from_lease):
                 charged[account_id] += from_lease
             else:  # the lease these were held on is gone (taken for dead): undo, charge what is available
                 log.warning("account %s: the lease of these charges is gone; charging what is available", account_id)

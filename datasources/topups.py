@@ -9,6 +9,7 @@ balance has available, and records the rest as owed: routing on platform keys wa
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,12 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from datasources import billing, ledger
+from datasources import billing, ledger, polar
 from datasources.db.models import Account, BalanceTransaction, InboundWebhook
+from datasources.errors import BadInput, NotFound, Unavailable
 from datasources.events import Broker
 from datasources.polar import OrderEvent
 
 SOURCE = "polar"
+log = logging.getLogger("pricegraph.topups")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,24 @@ class Applied:
     action: str  # credited, refunded, replayed, ignored
     amount: Decimal = Decimal(0)
     owed: Decimal = Decimal(0)
+
+
+async def checkout(
+    session: AsyncSession, config: polar.PolarConfig | None, account_id: int, amount: Decimal
+) -> polar.Checkout:
+    """A Polar checkout for a top-up of `amount` USD to the account (its e-mail prefilled)."""
+    if config is None or not config.access_token:
+        raise Unavailable("top-ups are not available: payments are not configured on this server")
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    try:
+        return await polar.create_checkout(config, amount, account_id, customer_email=account.email)
+    except ValueError as exc:
+        raise BadInput(str(exc).removeprefix("amount: "), field="amount") from None
+    except polar.PolarError as exc:
+        log.warning("creating a Polar checkout failed: %s", exc)
+        raise Unavailable("the payment provider did not answer; try again in a moment") from None
 
 
 async def _first_time(session: AsyncSession, webhook_id: str, event_type: str) -> bool:

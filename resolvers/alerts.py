@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import strawberry
 
-from datasources import accounts, budgets, plans, polar, webhooks
-from datasources.errors import BadInput, DomainError
+from datasources import accounts, budgets, plans, topups, webhooks
+from datasources.errors import BadInput
 from datasources.events import AlertRaised, Event
 from resolvers.subscriptions import _events
 from schema.alerts import (
@@ -26,11 +26,6 @@ from schema.context import Info
 ENDPOINTS = Sized.fixed(webhooks.MAX_ENDPOINTS, "an account's endpoints")
 DELIVERIES = Page(default=50, maximum=200)
 BUDGETS = Sized.fixed(budgets.MAX_BUDGETS, "an account's budgets")
-
-
-class Unavailable(DomainError):
-    code = "UNAVAILABLE"
-    status = 503
 
 
 def _webhooks_allowed(info: Info) -> int:
@@ -174,17 +169,8 @@ async def set_alert_settings(
 
 async def create_checkout(info: Info, amount: Decimal) -> Checkout:
     account_id = info.context.caller.require_account()
-    config: polar.PolarConfig | None = info.context.request.app.state.polar
-    if config is None or not config.access_token:
-        raise Unavailable("top-ups are not available: payments are not configured on this server")
     async with info.context.sessionmaker() as session:
-        email = (await accounts.get_account(session, account_id)).email
-    try:
-        made = await polar.create_checkout(config, amount, account_id, customer_email=email)
-    except ValueError as exc:
-        raise BadInput(f"amount: {exc}") from None
-    except polar.PolarError:
-        raise Unavailable("the payment provider did not answer; try again in a moment") from None
+        made = await topups.checkout(session, info.context.request.app.state.polar, account_id, amount)
     return Checkout(id=made.id, url=made.url, amount=made.amount)
 
 

@@ -13,17 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from datasources import accounts, polar, topups
+from datasources import polar, topups
 from datasources.errors import BadInput
 from routing.rest.endpoint import JSON, Call, endpoint, error
 from routing.rest.usage_api import CURRENCY
 
 log = logging.getLogger("pricegraph.billing")
-
-
-class PaymentsUnavailable(BadInput):
-    status = 503
-    code = "UNAVAILABLE"
 
 
 def parse_top_up(raw: object) -> Decimal:
@@ -39,20 +34,9 @@ def parse_top_up(raw: object) -> Decimal:
 async def checkout(call: Call) -> dict[str, Any]:
     account_id = call.principal.require_account()
     await call.admit(None)
-    config: polar.PolarConfig | None = call.request.app.state.polar
-    if config is None or not config.access_token:
-        raise PaymentsUnavailable("top-ups are not available: payments are not configured on this server")
-    body = await call.body()
-    amount = parse_top_up(body.get("amount"))
+    amount = parse_top_up((await call.body()).get("amount"))
     async with call.sessionmaker() as session:
-        email = (await accounts.get_account(session, account_id)).email
-    try:
-        made = await polar.create_checkout(config, amount, account_id, customer_email=email)
-    except ValueError as exc:
-        raise BadInput(f"invalid parameter amount: {exc}") from None
-    except polar.PolarError as exc:
-        log.warning("creating a Polar checkout failed: %s", exc)
-        raise PaymentsUnavailable("the payment provider did not answer; try again in a moment") from None
+        made = await topups.checkout(session, call.request.app.state.polar, account_id, amount)
     call.status = 201
     return {"object": "checkout", "id": made.id, "url": made.url, "amount": made.amount, "currency": CURRENCY}
 
