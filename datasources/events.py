@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -261,6 +262,7 @@ class MemoryBroker:
         self.listeners: set[Listener] = set()
         self.watchers: list[Callable[[Sequence[Event]], None]] = []
         self.published = 0
+        self.last_received: float | None = None  # time.monotonic() of the last batch dispatched here
 
     async def start(self) -> None:
         return None
@@ -285,6 +287,8 @@ class MemoryBroker:
             self.watchers.remove(watcher)
 
     def dispatch(self, events: Sequence[Event]) -> None:
+        if events:
+            self.last_received = time.monotonic()
         for watcher in list(self.watchers):
             try:
                 watcher(events)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources import mail, notices
@@ -325,3 +325,11 @@ class OutboxWorker:
             await deliverer.after(session, message, outcome, gave_up)
         if gave_up:
             log.warning("outbox message %s (%s) failed for good: %s", message.id, message.topic, outcome.error)
+
+
+async def pending_by_channel(session: AsyncSession) -> dict[str, int]:
+    """How many messages wait to be delivered, per channel (what the `ix_outbox_due` index covers)."""
+    rows = await session.execute(
+        select(OUTBOX.c.channel, func.count()).where(OUTBOX.c.state == OutboxState.PENDING).group_by(OUTBOX.c.channel)
+    )
+    return {channel: count for channel, count in rows.all()}

@@ -45,8 +45,12 @@ from routing import websocket
 from routing.cache import ResponseCache
 from routing.gateway.app import install as install_gateway
 from routing.graphql import GraphQLApp
+from routing.metrics import Listener as MetricsListener
+from routing.metrics import install as install_metrics
 from routing.rest import billing_api, models_api, price_api, usage_api, webhooks_api
 from routing.settings import Settings
+from routing.web import browser as web_browser
+from routing.web import routes as web_routes
 from schema.documents import DocumentCache
 from schema.pacing import Pacer
 
@@ -169,6 +173,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.pollers = await _started(
                 stack, Pollers(sessions, broker, client, settings.sources.build(), leader=create_leader(url))
             )
+            if settings.metrics_port is not None:  # /metrics on a listener of its own
+                await _started(stack, MetricsListener(app, settings.host, settings.metrics_port))
             # What start-up loaded (modules, the schema, the price book) lives as long as the process:
             # keep it out of the collector's full passes, which would otherwise pause the loop for
             # tens of milliseconds whenever a large answer is being built.
@@ -190,6 +196,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/graphql", graphql),
         Mount("/api/v1", routes=price_api.routes),
         Mount("/v1", routes=models_api.routes + usage_api.routes + webhooks_api.routes + billing_api.routes),
+        *web_routes(),
     ]
     app = Starlette(
         routes=routes,
@@ -202,5 +209,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.graphql_limits = settings.graphql
     app.state.operator = settings.operator
     app.state.polar = settings.polar
+    app.state.public_url = settings.public_url
+    app.state.sign_in = settings.sign_in
+    app.state.templates = web_browser.templates()
     install_gateway(app, settings.gateway)  # the OpenAI-compatible routes, ahead of the mounts
+    install_metrics(app, settings)  # /metrics, the request middleware, the gateway's observer
     return app

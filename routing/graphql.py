@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -19,6 +19,7 @@ from datasources.errors import DomainError
 from routing import websocket
 from routing.cache import wants_fresh
 from routing.encoding import TooLarge, dismantle, encode, estimated_cost
+from routing.web.browser import render
 from schema.context import Context
 from schema.guard import CACHEABLE
 from schema.limits import GraphQLLimits
@@ -97,6 +98,10 @@ class GraphQLApp(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
         finally:
             websocket.release(WebSocket(scope, receive, send))
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL on the assets the service serves itself (`routing/web/static/vendor`): no CDN, no network."""
+        return render(request, "graphiql.html", {})
 
     async def on_ws_connect(self, context: Context) -> None:
         await websocket.connect(context)

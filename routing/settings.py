@@ -17,6 +17,7 @@ from datasources.mail import SmtpConfig
 from datasources.nats import NatsConfig, check_namespace, parse_servers
 from datasources.outbox import DISABLE_AFTER, RETRY_SCHEDULE
 from datasources.polar import PolarConfig
+from datasources.signin import SignInPolicy
 from datasources.sources.config import SourceConfigError, SourcesConfig
 from routing.gateway.providers import PROVIDERS_FILE_ENV, GatewayConfig, ProvidersFileError
 from routing.websocket import Limits as WebsocketLimits
@@ -78,6 +79,15 @@ def _smtp(env: Mapping[str, str]) -> SmtpConfig | None:
         raise SettingsError(str(exc) if "SMTP_URL" in str(exc) else f"SMTP_URL: {exc}") from None
 
 
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("PUBLIC_URL", "").strip().rstrip("/")
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")) or "://" not in raw or not raw.split("://", 1)[1]:
+        raise SettingsError(f"PUBLIC_URL: expected an http:// or https:// address, got {raw!r}")
+    return raw
+
+
 def _hosts(env: Mapping[str, str], name: str) -> frozenset[str]:
     raw = env.get(name, "")
     return frozenset(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
@@ -118,13 +128,26 @@ def _polar(env: Mapping[str, str]) -> PolarConfig | None:
     )
 
 
-def _port(env: Mapping[str, str]) -> int:
-    raw = env.get("PORT", "").strip()
+def _port_number(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
     if not raw:
-        return Settings.port
+        return None
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise SettingsError(f"PORT: expected a port number from 1 to 65535, got {raw!r}")
+        raise SettingsError(f"{name}: expected a port number from 1 to 65535, got {raw!r}")
     return int(raw)
+
+
+def _port(env: Mapping[str, str]) -> int:
+    port = _port_number(env, "PORT")
+    return Settings.port if port is None else port
+
+
+def _metrics_port(env: Mapping[str, str], port: int) -> int | None:
+    """METRICS_PORT: the metrics on a listener of their own, beside HOST:PORT."""
+    metrics = _port_number(env, "METRICS_PORT")
+    if metrics is not None and metrics == port:
+        raise SettingsError(f"METRICS_PORT: must differ from PORT ({port})")
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,7 @@ class Settings:
     log_level: str = "INFO"
     host: str = "127.0.0.1"  # where `serve` listens (HOST, PORT)
     port: int = 8000
+    metrics_port: int | None = None  # METRICS_PORT: /metrics on HOST:METRICS_PORT, unguarded, instead of PORT
     broker: NatsConfig | None = None  # BROKER_URL, BROKER_NAMESPACE: events and the tick feed through NATS
     smtp: SmtpConfig | None = None  # SMTP_URL, SMTP_FROM; without it e-mails wait in the outbox
     webhook_allow_hosts: frozenset[str] = frozenset()  # WEBHOOK_ALLOW_HOSTS: hosts exempt from the SSRF check
@@ -153,6 +177,8 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)  # SECRET_KEY: seals webhook secrets
     secret_key_file: Path | None = None  # SECRET_KEY_FILE: without SECRET_KEY; None: beside the SQLite file
     polar: PolarConfig | None = None  # POLAR_ACCESS_TOKEN, POLAR_PRODUCT_ID, POLAR_WEBHOOK_SECRET, ...
+    public_url: str | None = None  # PUBLIC_URL: the service's address in e-mailed links (else the request's)
+    sign_in: SignInPolicy = field(default_factory=SignInPolicy)  # SIGN_IN_LINK_MINUTES, SESSION_DAYS, ...
 
     @classmethod
     def from_env(cls, url: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +195,7 @@ class Settings:
         level = env.get("LOG_LEVEL", "").strip().upper() or "INFO"
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+        port = _port(env)
         return cls(
             database_url=database,
             lease_ttl=_number(env, "LEASE_TTL", cls.lease_ttl),
@@ -190,7 +217,8 @@ class Settings:
             gateway=gateway,
             log_level=level,
             host=env.get("HOST", "").strip() or cls.host,
-            port=_port(env),
+            port=port,
+            metrics_port=_metrics_port(env, port),
             broker=_broker(env),
             smtp=_smtp(env),
             webhook_allow_hosts=_hosts(env, "WEBHOOK_ALLOW_HOSTS"),
@@ -200,4 +228,11 @@ class Settings:
             secret_key=env.get("SECRET_KEY", "").strip() or None,
             secret_key_file=Path(raw_key_file) if (raw_key_file := env.get("SECRET_KEY_FILE", "").strip()) else None,
             polar=_polar(env),
+            public_url=_public_url(env),
+            sign_in=SignInPolicy(
+                link_minutes=_whole(env, "SIGN_IN_LINK_MINUTES", SignInPolicy.link_minutes),
+                session_days=_whole(env, "SESSION_DAYS", SignInPolicy.session_days),
+                per_email=_whole(env, "SIGN_IN_PER_EMAIL", SignInPolicy.per_email),
+                per_address=_whole(env, "SIGN_IN_PER_ADDRESS", SignInPolicy.per_address),
+            ),
         )

@@ -6,8 +6,9 @@ from decimal import Decimal
 import strawberry
 
 from datasources.events import PriceChanged
+from datasources.pricing import service_tier
 from schema.bounds import Sized
-from schema.catalog import OfferStatus
+from schema.catalog import OfferStatus, PriceKind
 
 
 @strawberry.type(description="One observed price change of a model at a provider.")
@@ -45,6 +46,14 @@ class PriceTick:
     @strawberry.field(description="Percent change of the blended price; null for a new offer.")
     def change_pct(self) -> Decimal | None:
         return self.row.change_pct
+
+    @strawberry.field(description="Whether the new price is a price, free, or not known (never the cheapest).")
+    def price_kind(self) -> PriceKind:
+        return PriceKind(self.row.price_kind.value)
+
+    @strawberry.field(description="batch, flex or priority for a service tier's variant; null: the standard tier.")
+    def service_tier(self) -> str | None:
+        return service_tier(self.row.variant)
 
     @strawberry.field
     def status(self) -> OfferStatus:

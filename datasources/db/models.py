@@ -514,3 +514,40 @@ class InboundWebhook(Base):
     webhook_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SignInRequest(Base):
+    """A sign-in link asked for: by address and e-mail (the rate limits count these), and, when the e-mail is
+    an account's, the link's token as its SHA-256, until it expires or is used once."""
+
+    __tablename__ = "sign_in_requests"
+    __table_args__ = (
+        Index("ix_sign_in_requests_email_created", "email", "created_at"),
+        Index("ix_sign_in_requests_client_created", "client_ip", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    client_ip: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A signed-in browser: its cookie's SHA-256, the device it came from (a digest of its browser and
+    network, to tell a new device), and when it ends."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    device: Mapped[str] = mapped_column(String(64))
+    browser: Mapped[str] = mapped_column(String(200), default="")
+    network: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

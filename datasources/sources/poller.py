@@ -194,6 +194,7 @@ class Pollers:
         self.retry = retry
         self.polling = False
         self.last: dict[str, PollReport] = {}
+        self.last_ok: dict[str, datetime] = {}  # each source's last successful poll
         self.write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -244,9 +245,11 @@ class Pollers:
         while True:
             raise_if_cancelled()  # a cancellation a driver swallowed mid-poll still stops the loop
             try:
-                self.last[source.name] = await poll_once(
+                report = self.last[source.name] = await poll_once(
                     self.sessionmaker, self.broker, source, self.client, write_lock=self.write_lock
                 )
+                if report.ok:
+                    self.last_ok[source.name] = report.at
             except Exception:  # poll_once reports failures; this guards the loop itself
                 raise_if_cancelled()
                 log.exception("price source %s: poll failed", source.name)

@@ -145,6 +145,8 @@ def settle(
         use = NO_USE
     breakdown = pricing.cost(candidate.price, use) if bill and candidate is not None else NO_COST
     cost = breakdown.total
+    if bill and candidate is not None:
+        x.gateway.observer.metered(candidate.slug, candidate.model_slug, use, cost)
     from_lease, beyond = Decimal(0), Decimal(0)
     budgets: tuple[tuple[int, Decimal, Decimal], ...] = ()
     if x.budget_holds:

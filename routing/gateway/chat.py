@@ -104,29 +104,42 @@ class ChatCompletions:
 
     async def route(self, x: Exchange, candidates: list[Candidate], model_slug: str) -> None:
         gateway = x.gateway
+        observer = gateway.observer
         failures: list[forward.Failure] = []
+        failed: str | None = None  # the provider of the last failed attempt, which this one falls back from
         watcher = asyncio.create_task(_disconnected(x.receive))
         try:
             for candidate in candidates:
                 if not await charges.afford(x, candidate):
                     failures.append(
                         forward.Failure(
-                            candidate.slug, "skipped: the balance cannot cover its price", 402, breaker=False
+                            candidate.slug,
+                            "skipped: the balance cannot cover its price",
+                            402,
+                            breaker=False,
+                            kind="unaffordable",
                         )
                     )
                     continue
                 if x.recorded is None:
                     charges.begin(x, candidate, model_slug)
                 payload = forward.upstream_body(x.body, candidate, x.stream)
+                if failed is not None:
+                    observer.fell_back(failed)
+                    failed = None
                 gateway.health.begin(candidate.slug)
+                sent = time.monotonic()
                 outcome = await _unless_gone(
                     watcher, forward.open_attempt(gateway.client, candidate, payload, x.stream, x.request_id)
                 )
                 if outcome is None:
                     gateway.health.abandoned(candidate.slug)
                     return charges.settle(x, model_slug, 499, candidate)
+                observer.upstream(candidate.slug, time.monotonic() - sent)
                 if isinstance(outcome, forward.Failure):
                     note_failure(gateway.health, outcome)
+                    observer.failed(candidate.slug, outcome.kind)
+                    failed = candidate.slug
                     failures.append(outcome)
                     log.info("request %s: %s failed (%s), falling back", x.request_id, candidate.slug, outcome.reason)
                     continue
@@ -143,6 +156,8 @@ class ChatCompletions:
                     return charges.settle(x, model_slug, 499, candidate)
                 if isinstance(answer, forward.Failure):
                     note_failure(gateway.health, answer)
+                    observer.failed(candidate.slug, answer.kind)
+                    failed = candidate.slug
                     failures.append(answer)
                     continue
                 await self.plain(x, outcome, answer)

@@ -57,6 +57,7 @@ class Failure:
     status: int | None = None
     retry_after: float | None = None
     breaker: bool = True  # counts towards the provider's circuit breaker
+    kind: str = "other"  # a short, fixed name for the reason: timeout, connection, http_503, rate_limited, ...
 
     def describe(self) -> dict[str, Any]:
         return {"provider": self.provider, "status": self.status, "error": self.reason}
@@ -124,15 +125,15 @@ async def open_attempt(
                     first = await chunks.__anext__()
                 except StopAsyncIteration:
                     response.release()
-                    return Failure(candidate.slug, "empty answer", response.status)
+                    return Failure(candidate.slug, "empty answer", response.status, kind="empty")
         return Opened(candidate, response, chunks, first, started, time.monotonic())
     except TimeoutError:
         limit = min(timeouts.first_byte, timeouts.total)
         await close(response)
-        return Failure(candidate.slug, f"timeout: no first byte within {limit:g} s")
+        return Failure(candidate.slug, f"timeout: no first byte within {limit:g} s", kind="timeout")
     except TransportError as exc:
         await close(response)
-        return Failure(candidate.slug, f"connection failed ({type(exc).__name__})")
+        return Failure(candidate.slug, f"connection failed ({type(exc).__name__})", kind="connection")
     except BaseException:
         await close(response)
         raise
@@ -186,9 +187,12 @@ async def _refused(candidate: Candidate, response: aiohttp.ClientResponse) -> Fa
             status,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
             breaker=False,
+            kind="rate_limited",
         )
     if status not in NO_FALLBACK:
-        return Failure(candidate.slug, f"HTTP {status}", status, breaker=status in BREAKER_STATUSES)
+        return Failure(
+            candidate.slug, f"HTTP {status}", status, breaker=status in BREAKER_STATUSES, kind=f"http_{status}"
+        )
     if status in (401, 403):
         whose = "your key from X-Provider-Keys" if candidate.key_source == "customer" else "the platform key"
         text = f"{candidate.slug} refused {whose} (HTTP {status})"
@@ -234,18 +238,19 @@ async def read_answer(opened: Opened) -> Answer | Failure:
             async for chunk in opened.chunks:
                 parts.append(chunk)
     except TimeoutError:
-        return Failure(candidate.slug, f"timeout: answer not complete within {candidate.provider.timeouts.total:g} s")
+        limit = candidate.provider.timeouts.total
+        return Failure(candidate.slug, f"timeout: answer not complete within {limit:g} s", kind="timeout")
     except TransportError as exc:
-        return Failure(candidate.slug, f"answer cut short ({type(exc).__name__})")
+        return Failure(candidate.slug, f"answer cut short ({type(exc).__name__})", kind="cut_short")
     finally:
         await close(opened.response)
     raw = b"".join(parts)
     try:
         data = json.loads(raw)
     except ValueError:
-        return Failure(candidate.slug, "the answer is not JSON", opened.response.status)
+        return Failure(candidate.slug, "the answer is not JSON", opened.response.status, kind="invalid_answer")
     if not isinstance(data, dict):
-        return Failure(candidate.slug, "the answer is not a JSON object", opened.response.status)
+        return Failure(candidate.slug, "the answer is not a JSON object", opened.response.status, kind="invalid_answer")
     counter = CompletionCounter()
     for choice in data.get("choices") or []:
         if isinstance(choice, dict):

@@ -81,6 +81,7 @@ async def _pump(x: Exchange, opened: forward.Opened, state: forward.StreamState,
         closing += error_event(cut, 502, "stream_interrupted")
         log.warning("request %s: %s", x.request_id, cut)
         x.gateway.health.failed(candidate.slug)
+        x.gateway.observer.failed(candidate.slug, "stream_interrupted")
     await send({"type": "http.response.body", "body": closing})
     return 502
 

@@ -6,7 +6,8 @@ import itertools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -15,6 +16,7 @@ from datasources.callers import OperatorToken
 from datasources.credit import CreditBook
 from datasources.keytable import KeyTable
 from datasources.pricebook import PriceBook
+from datasources.pricing import TokenUse
 from datasources.quotas import QuotaBook
 from datasources.recorder import Recorder
 from routing.gateway import forward
@@ -26,6 +28,29 @@ def request_ids() -> Iterator[str]:
     """Unique across processes (a random prefix per process) and cheap: no system call per request."""
     prefix = "req_" + secrets.token_hex(6)
     return (f"{prefix}{n:012x}" for n in itertools.count(1))
+
+
+class Observer(Protocol):
+    """What the gateway tells about its upstream calls and what it metered (`routing.metrics`)."""
+
+    def upstream(self, provider: str, seconds: float) -> None: ...
+    def failed(self, provider: str, reason: str) -> None: ...
+    def fell_back(self, provider: str) -> None: ...
+    def metered(self, provider: str, model: str, use: TokenUse, cost: Decimal) -> None: ...
+
+
+class Unobserved:
+    def upstream(self, provider: str, seconds: float) -> None:
+        pass
+
+    def failed(self, provider: str, reason: str) -> None:
+        pass
+
+    def fell_back(self, provider: str) -> None:
+        pass
+
+    def metered(self, provider: str, model: str, use: TokenUse, cost: Decimal) -> None:
+        pass
 
 
 @dataclass
@@ -43,6 +68,7 @@ class Gateway:
     book: PriceBook
     budgets: BudgetBook
     operator: OperatorToken | None = None
+    observer: Observer = field(default_factory=Unobserved)
     request_ids: Iterator[str] = field(default_factory=request_ids)
 
     @classmethod
@@ -58,6 +84,7 @@ class Gateway:
             state.book,
             state.budgets,
             state.operator,
+            getattr(state, "gateway_observer", None) or Unobserved(),
         )
 
     async def stop(self) -> None:

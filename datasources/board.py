@@ -1,0 +1,122 @@
+"""The price board: every model with its cheapest live price, provider count and last move, and one
+model's offers with their candles. Read from the price book (memory); the last moves from the price ticks.
+
+The cheapest price is `prices.cheapest` (live, priced, standard service tier); a model whose offers are
+all free or unpriced is marked so and has no cheapest price. Each offer carries whether it may be the
+cheapest at its current price (`comparable`), so a page updating itself from ticks chooses as the server
+does: among live, priced offers at the standard tier, the lowest blended price, then the oldest offer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from datasources.candles import Candle, Interval, candles_for_offers
+from datasources.db.models import PriceTick
+from datasources.money import blended, percent_change
+from datasources.pricebook import Catalog, ModelRow, OfferRow, sort_key
+from datasources.prices import cheapest, comparable
+from datasources.pricing import PriceKind
+
+CANDLE_DAYS = {Interval.DAY: 90, Interval.HOUR: 3}  # how far back a model page's charts go
+
+
+@dataclass(frozen=True)
+class Move:
+    """An offer's latest price change: the blended price's percent change, and when."""
+
+    offer_id: int
+    change_pct: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    model: ModelRow
+    offers: tuple[OfferRow, ...]  # cheapest first (`pricebook.sort_key`)
+    providers: tuple[str, ...]
+    cheapest: OfferRow | None
+    marker: str | None  # "free" or "unpriced" when no offer has a price to compare
+    last_move: Move | None
+
+
+def blended_of(offer: OfferRow) -> Decimal:
+    return blended(offer.input_per_1m, offer.output_per_1m)
+
+
+def marker(offers: Sequence[OfferRow]) -> str | None:
+    if any(o.priced for o in offers):
+        return None
+    kinds = {o.price_kind for o in offers}
+    return "free" if PriceKind.FREE in kinds else "unpriced" if offers else None
+
+
+async def last_moves(session: AsyncSession) -> dict[int, Move]:
+    """Each offer's latest change (its last two ticks), by offer id: one statement."""
+    ranked = select(
+        PriceTick.offer_id,
+        PriceTick.input_per_1m,
+        PriceTick.output_per_1m,
+        PriceTick.observed_at,
+        func.row_number()
+        .over(partition_by=PriceTick.offer_id, order_by=(PriceTick.observed_at.desc(), PriceTick.id.desc()))
+        .label("rank"),
+    ).subquery()
+    rows = (await session.execute(select(ranked).where(ranked.c.rank <= 2).order_by(ranked.c.offer_id))).all()
+    latest: dict[int, tuple[Decimal, datetime]] = {}
+    moves: dict[int, Move] = {}
+    for row in rows:
+        price = blended(row.input_per_1m, row.output_per_1m)
+        if row.rank == 1:
+            latest[row.offer_id] = (price, row.observed_at)
+        elif row.offer_id in latest and price:
+            now_price, at = latest[row.offer_id]
+            moves[row.offer_id] = Move(row.offer_id, percent_change(now_price, price), at)
+    return moves
+
+
+def rows(catalog: Catalog, moves: Mapping[int, Move]) -> list[BoardRow]:
+    """Every model with at least one offer, by slug."""
+    found = []
+    for model in catalog.list_models():
+        offers = tuple(sorted(catalog.model_offers(model.id), key=sort_key))
+        if not offers:
+            continue
+        offer_moves = [moves[o.id] for o in offers if o.id in moves]
+        found.append(
+            BoardRow(
+                model=model,
+                offers=offers,
+                providers=tuple(sorted({catalog.providers[o.provider_id].slug for o in offers})),
+                cheapest=cheapest(offers),
+                marker=marker(offers),
+                last_move=max(offer_moves, key=lambda m: m.at) if offer_moves else None,
+            )
+        )
+    return found
+
+
+async def model_candles(
+    session: AsyncSession, offers: Sequence[OfferRow], interval: Interval, now: datetime | None = None
+) -> dict[int, list[Candle]]:
+    return await candles_for_offers(session, [o.id for o in offers], CANDLE_DAYS[interval], interval, now)
+
+
+__all__ = [
+    "BoardRow",
+    "Move",
+    "blended_of",
+    "cheapest",
+    "comparable",
+    "last_moves",
+    "marker",
+    "model_candles",
+    "rows",
+    "sort_key",
+]
