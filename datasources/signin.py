@@ -242,3 +242,14 @@ async def sign_out(session: AsyncSession, cookie: str, now: datetime | None = No
         .where(WebSession.token_hash == digest(cookie), WebSession.ended_at.is_(None))
         .values(ended_at=now or datetime.now(UTC))
     )
+
+
+async def sign_out_everywhere(session: AsyncSession, account_id: int, now: datetime | None = None) -> int:
+    """Ends every browser session of the account (after a new-device e-mail the owner did not expect)."""
+    ended = await session.execute(
+        update(WebSession)
+        .where(WebSession.account_id == account_id, WebSession.ended_at.is_(None))
+        .values(ended_at=now or datetime.now(UTC))
+        .returning(WebSession.id)
+    )
+    return len(ended.all())

@@ -32,6 +32,7 @@ def routes() -> list[BaseRoute]:
         Route("/signin/verify", sign_in.use_link, methods=post),
         Route("/signout", sign_in.sign_out, methods=post),
         Route("/console", console.console, methods=["GET"]),
+        Route("/console/sign-out-everywhere", console.action("sign-out-everywhere"), methods=post),
         Route("/console/usage.csv", console.usage_csv, methods=["GET"]),
         Route("/console/keys", console.action("create-key"), methods=post),
         Route("/console/keys/{key_id}/revoke", console.action("revoke-key"), methods=post),

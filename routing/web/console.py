@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from datasources import accounts, billing, budgets, topups, usage, webhooks
+from datasources import accounts, billing, budgets, signin, topups, usage, webhooks
 from datasources.db.models import Account
 from datasources.errors import BadInput, DomainError
 from datasources.money import parse_amount
@@ -207,6 +207,9 @@ async def _act(request: Request, action: str) -> Response:
             elif action == "remove-webhook":
                 await webhooks.remove(session, account.id, request.path_params["endpoint_id"])
                 return RedirectResponse("/console?notice=webhook-removed#webhooks", status_code=303)
+            elif action == "sign-out-everywhere":
+                await signin.sign_out_everywhere(session, account.id)
+                return RedirectResponse("/signin", status_code=303)
             elif action == "resend":
                 message = form.get("message_id")
                 if not str(message or "").isdigit():
