@@ -70,7 +70,7 @@ async def prepare(url: str) -> int:
 
 def history(server_url: str) -> None:
     """Three weeks of moves for a few offers, recorded as the operator would, so the charts have candles."""
-    start = datetime.now(UTC) - timedelta(days=20)
+    start = datetime.now(UTC) - timedelta(days=21)
     for day in range(21):
         for n, (model, provider, variant) in enumerate(MOVES):
             price = Decimal("0.15") + Decimal(n) / 10 + Decimal((day * 7 + n * 3) % 11 - 5) / 100
@@ -135,6 +135,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(server.url + "/")
             page.wait_for_selector('#live[data-state="live"]')
+            page.select_option("#sort", "move")
             page.screenshot(path=str(ROOT / "docs" / "board.png"))
             page.goto(server.url + "/models/llama-3.3-70b")
             page.wait_for_selector('#live[data-state="live"]')

@@ -28,6 +28,7 @@ from datasources.callers import OperatorToken
 from datasources.db.engine import create_engine, sessionmaker
 from datasources.db.models import Plan
 from datasources.mail import SmtpConfig
+from datasources.signin import SignInPolicy
 from server import Settings, create_app
 from tests.conftest import Databases, LiveServer, free_port, pg_server_url, wait_until
 from tests.test_account_mail import Inbox, parts
@@ -102,6 +103,7 @@ def site(databases_by_backend: dict[str, Databases]) -> Iterator[Site]:
         smtp=SmtpConfig.parse(f"smtp://127.0.0.1:{port}?from=console@pricegraph.test"),
         outbox_retry=(0.05,),
         outbox_poll_seconds=0.05,
+        sign_in=SignInPolicy(per_email=100, per_address=100),  # these tests sign in often (limits: elsewhere)
     )
     try:
         with LiveServer(create_app(settings)) as server:

@@ -29,6 +29,8 @@ TABLES = {
     "outbox",
     "delivery_attempts",
     "inbound_webhooks",
+    "sign_in_requests",
+    "web_sessions",
 }
 
 

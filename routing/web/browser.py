@@ -71,11 +71,12 @@ def csrf_token(request: Request) -> str:
 
 
 def check_csrf(request: Request, form: FormData | None = None) -> None:
-    """Refuses (403) a form or script call without this browser's token, or sent from another site."""
+    """Refuses (403) a form or script call without this browser's token, or sent from another site (an
+    `Origin` other than this server's as the request reached it, or PUBLIC_URL)."""
     origin = request.headers.get("origin")
     if origin is not None and origin != "null":
-        expected = f"{request.url.scheme}://{request.url.netloc}"
-        if origin.rstrip("/") != expected:
+        allowed = {f"{request.url.scheme}://{request.url.netloc}", request.app.state.public_url}
+        if origin.rstrip("/") not in allowed:
             raise Forbidden("this form was sent from another site")
     sent = request.headers.get(CSRF_HEADER) or (str(form.get(CSRF_FIELD) or "") if form is not None else "")
     nonce = request.cookies.get(CSRF_COOKIE)
