@@ -196,6 +196,41 @@ def test_a_model_with_no_priced_offer_is_marked_and_has_no_cheapest_price(site: 
     _offline(watched, site)
 
 
+def test_a_model_first_priced_while_the_board_is_open_gets_a_row(site: Site, watched: Watched) -> None:
+    from playwright.sync_api import expect
+
+    page = watched.page
+    page.goto(site.url + "/")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=5000)
+    expect(_row(page, "pricegraph-new-test")).to_have_count(0)
+    site.record("pricegraph-new-test", "groq", "1", "3")
+    row = _row(page, "pricegraph-new-test")
+    expect(row.locator("td.price")).to_have_text("2", timeout=2000)
+    expect(row.locator("td.providers")).to_have_text("1")
+    expect(row.locator("a")).to_have_attribute("href", "/models/pricegraph-new-test")
+    _offline(watched, site)
+
+
+def test_hourly_candles_on_the_model_page(site: Site, watched: Watched) -> None:
+    model = "claude-3-5-haiku"
+    page = watched.page
+    page.goto(f"{site.url}/models/{model}?interval=hour")
+    drawn = page.evaluate(
+        """() => Object.values(window.pricegraphCharts).map(c =>
+             ({provider: c.offer.provider, variant: c.offer.variant, bars: c.series.data().length}))"""
+    )
+    assert drawn
+    for chart in drawn:
+        expected = site.graphql(
+            "query($m: String!, $p: String!, $v: String) "
+            "{ candles(model: $m, provider: $p, variant: $v, days: 3, interval: HOUR) { open } }",
+            {"m": model, "p": chart["provider"], "v": chart["variant"]},
+        )["candles"]
+        assert expected and chart["bars"] == len(expected), chart
+    assert page.locator('.intervals a[aria-current="page"]').text_content() == "Hourly"
+    _offline(watched, site)
+
+
 def test_model_page_draws_each_offers_candles_and_the_live_candle_moves(site: Site, watched: Watched) -> None:
     from playwright.sync_api import expect
 

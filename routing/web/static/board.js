@@ -73,6 +73,33 @@
     if (tick) Live.flash(tr, after !== null && before !== null && after < before ? -1 : tick.changePct !== null && Number(tick.changePct) < 0 ? -1 : 1);
   }
 
+  // A model first priced after the page loaded: a row of its own, named by its slug until the next load.
+  function addRow(model) {
+    const tr = document.createElement("tr");
+    tr.dataset.model = model;
+    tr.dataset.family = "";
+    tr.dataset.providers = " ";
+    tr.dataset.name = model;
+    tr.dataset.price = "";
+    tr.dataset.moved = "0";
+    const link = document.createElement("a");
+    link.href = "/models/" + encodeURIComponent(model);
+    link.textContent = model;
+    const first = document.createElement("td");
+    first.appendChild(link);
+    tr.appendChild(first);
+    tr.appendChild(document.createElement("td"));
+    ["num price", "num input", "num output", "provider", "num providers", "move"].forEach(function (name) {
+      const td = document.createElement("td");
+      td.className = name;
+      tr.appendChild(td);
+    });
+    cell(tr, "providers").textContent = "0";
+    tbody.insertBefore(tr, tbody.firstChild);
+    rows[model] = tr;
+    offers[model] = [];
+  }
+
   function find(model, provider, variant) {
     return (offers[model] || []).find(function (o) { return o.provider === provider && o.variant === variant; });
   }
@@ -81,16 +108,16 @@
 
   function onPrice(data) {
     const t = data.priceChanged;
+    if (!offers[t.model]) addRow(t.model);
     let offer = find(t.model, t.provider, t.variant);
     if (!offer) {
-      if (!offers[t.model]) return; // a model this page was not given: it shows on the next load
       added += 1;
       offer = { id: Number.MAX_SAFE_INTEGER - 1e6 + added, provider: t.provider, variant: t.variant, standard: !t.serviceTier };
       offers[t.model].push(offer);
       const providers = rows[t.model].dataset.providers;
       if (providers.indexOf(" " + t.provider + " ") < 0) {
         rows[t.model].dataset.providers = providers + t.provider + " ";
-        cell(rows[t.model], "providers").textContent = String(providers.trim().split(/\s+/).length + 1);
+        cell(rows[t.model], "providers").textContent = String(rows[t.model].dataset.providers.trim().split(/\s+/).length);
       }
     }
     offer.blended = t.blendedPer1m;
