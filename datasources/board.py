@@ -1,5 +1,6 @@
 """The price board: every model with its cheapest live price, provider count and last move, and one
-model's offers with their candles. Read from the price book (memory); the last moves from the price ticks.
+model's offers with their candles. Read from the price book (memory); the last moves are kept in memory
+too (`Moves`), read from the price ticks once and then from the price events.
 
 The cheapest price is `prices.cheapest` (live, priced, standard service tier); a model whose offers are
 all free or unpriced is marked so and has no cheapest price. Each offer carries whether it may be the
@@ -9,16 +10,18 @@ does: among live, priced offers at the standard tier, the lowest blended price, 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.candles import Candle, Interval, candles_for_offers
 from datasources.db.models import PriceTick
+from datasources.events import Event, PriceChanged
 from datasources.money import blended, percent_change
 from datasources.pricebook import Catalog, ModelRow, OfferRow, sort_key
 from datasources.prices import cheapest, comparable
@@ -79,6 +82,37 @@ async def last_moves(session: AsyncSession) -> dict[int, Move]:
             now_price, at = latest[row.offer_id]
             moves[row.offer_id] = Move(row.offer_id, percent_change(now_price, price), at)
     return moves
+
+
+class Moves:
+    """Each offer's last move, in memory: read once from the ticks when first asked, then kept current by
+    the price events (`watch` it on the broker). Events that arrive while it loads are kept: the newer
+    move of an offer wins."""
+
+    def __init__(self) -> None:
+        self.by_offer: dict[int, Move] = {}
+        self.loaded = False
+        self._loading: asyncio.Lock = asyncio.Lock()
+
+    def apply(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if isinstance(event, PriceChanged) and (change := event.change_pct) is not None:
+                self._keep(Move(event.offer_id, change, event.observed_at))
+
+    def _keep(self, move: Move) -> None:
+        known = self.by_offer.get(move.offer_id)
+        if known is None or move.at >= known.at:
+            self.by_offer[move.offer_id] = move
+
+    async def current(self, sessionmaker: async_sessionmaker[AsyncSession]) -> Mapping[int, Move]:
+        if not self.loaded:
+            async with self._loading:
+                if not self.loaded:
+                    async with sessionmaker() as session:
+                        for move in (await last_moves(session)).values():
+                            self._keep(move)
+                    self.loaded = True
+        return self.by_offer
 
 
 def rows(catalog: Catalog, moves: Mapping[int, Move]) -> list[BoardRow]:

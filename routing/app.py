@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from datasources import notices
+from datasources import board, notices
 from datasources.budgets import BudgetBook
 from datasources.catalog.importer import ensure_seed
 from datasources.credit import CreditBook
@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.sealer = sealer = sealer_for(settings)
             app.state.outbox = outbox = await _started(stack, outbox_worker(settings, sessions, sealer, instance.id))
             broker.watch(lambda events: outbox.wake() if any(notices.sends(e) for e in events) else None)
+            app.state.board_moves = moves = board.Moves()  # the price board's last moves, read when first shown
+            broker.watch(moves.apply)
             app.state.sweeper = await _started(stack, Sweeper(sessions, broker, create_leader(url, SWEEP_LOCK)))
             app.state.database_probe = await _started(stack, DatabaseProbe(engine))
             app.state.ws_limits = ws_limits

@@ -208,6 +208,12 @@ def test_a_model_first_priced_while_the_board_is_open_gets_a_row(site: Site, wat
     expect(row.locator("td.price")).to_have_text("2", timeout=2000)
     expect(row.locator("td.providers")).to_have_text("1")
     expect(row.locator("a")).to_have_attribute("href", "/models/pricegraph-new-test")
+    site.record("pricegraph-new-test", "groq", "2", "6")  # doubled
+    expect(row.locator("td.move")).to_contain_text("▲ 100%", timeout=2000)
+    page.reload()  # drawn by the server now, its last move included
+    row = _row(page, "pricegraph-new-test")
+    expect(row.locator("td.price")).to_have_text("4")
+    expect(row.locator("td.move")).to_contain_text("▲ 100%")
     _offline(watched, site)
 
 

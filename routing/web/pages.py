@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -33,18 +34,9 @@ def _offer(catalog: Catalog, offer: OfferRow) -> dict[str, Any]:
     }
 
 
-async def _moves(request: Request) -> dict[int, board.Move]:
-    """The offers' last moves, read again only when the catalog has changed."""
-    state = request.app.state
-    version = state.book.version
-    cached = getattr(state, "board_moves", None)
-    if cached is not None and cached[0] == version:
-        moves: dict[int, board.Move] = cached[1]
-        return moves
-    async with state.sessionmaker() as session:
-        moves = await board.last_moves(session)
-    state.board_moves = (version, moves)
-    return moves
+async def _moves(request: Request) -> Mapping[int, board.Move]:
+    moves: board.Moves = request.app.state.board_moves
+    return await moves.current(request.app.state.sessionmaker)
 
 
 async def price_board(request: Request) -> Response:
