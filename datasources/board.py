@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from datasources.candles import Candle, Interval, candles_for_offers
-from datasources.db.models import PriceTick
+from datasources.db.models import Offer, PriceTick
 from datasources.events import Event, PriceChanged
 from datasources.money import blended, percent_change
 from datasources.pricebook import Catalog, ModelRow, OfferRow, sort_key
@@ -61,26 +61,38 @@ def marker(offers: Sequence[OfferRow]) -> str | None:
 
 
 async def last_moves(session: AsyncSession) -> dict[int, Move]:
-    """Each offer's latest change (its last two ticks), by offer id: one statement."""
-    ranked = select(
-        PriceTick.offer_id,
-        PriceTick.input_per_1m,
-        PriceTick.output_per_1m,
-        PriceTick.observed_at,
-        func.row_number()
-        .over(partition_by=PriceTick.offer_id, order_by=(PriceTick.observed_at.desc(), PriceTick.id.desc()))
-        .label("rank"),
-    ).subquery()
-    rows = (await session.execute(select(ranked).where(ranked.c.rank <= 2).order_by(ranked.c.offer_id))).all()
-    latest: dict[int, tuple[Decimal, datetime]] = {}
+    """Each offer's latest change (its last two ticks), by offer id: two statements, each tick found through
+    the (offer, observed_at) index, however long the history."""
+
+    def nth(n: int) -> ScalarSelect[int]:
+        return (
+            select(PriceTick.id)
+            .where(PriceTick.offer_id == Offer.id)
+            .order_by(PriceTick.observed_at.desc(), PriceTick.id.desc())
+            .limit(1)
+            .offset(n)
+            .correlate(Offer)
+            .scalar_subquery()
+        )
+
+    pairs = (await session.execute(select(Offer.id, nth(0).label("last"), nth(1).label("before")))).all()
+    wanted = [tick for pair in pairs if pair.before is not None for tick in (pair.last, pair.before)]
+    ticks: dict[int, tuple[Decimal, datetime]] = {}
+    for chunk in range(0, len(wanted), 5000):
+        rows = await session.execute(
+            select(PriceTick.id, PriceTick.input_per_1m, PriceTick.output_per_1m, PriceTick.observed_at).where(
+                PriceTick.id.in_(wanted[chunk : chunk + 5000])
+            )
+        )
+        for row in rows:
+            ticks[row.id] = (blended(row.input_per_1m, row.output_per_1m), row.observed_at)
     moves: dict[int, Move] = {}
-    for row in rows:
-        price = blended(row.input_per_1m, row.output_per_1m)
-        if row.rank == 1:
-            latest[row.offer_id] = (price, row.observed_at)
-        elif row.offer_id in latest and price:
-            now_price, at = latest[row.offer_id]
-            moves[row.offer_id] = Move(row.offer_id, percent_change(now_price, price), at)
+    for pair in pairs:
+        if pair.before is None or pair.last not in ticks or pair.before not in ticks:
+            continue
+        (now_price, at), (price, _) = ticks[pair.last], ticks[pair.before]
+        if price:
+            moves[pair.id] = Move(pair.id, percent_change(now_price, price), at)
     return moves
 
 
