@@ -3,9 +3,10 @@ model's offers with their candles. Read from the price book (memory); the last m
 too (`Moves`), read from the price ticks once and then from the price events.
 
 The cheapest price is `prices.cheapest` (live, priced, standard service tier); a model whose offers are
-all free or unpriced is marked so and has no cheapest price. Each offer carries whether it may be the
-cheapest at its current price (`comparable`), so a page updating itself from ticks chooses as the server
-does: among live, priced offers at the standard tier, the lowest blended price, then the oldest offer.
+all free or unpriced is marked so and has no cheapest price. A page updating itself from ticks is given
+each offer's status, price kind and service tier, so that it chooses as `prices.comparable` and
+`pricebook.sort_key` do: among live, priced offers at the standard tier, the lowest blended price, then the
+oldest offer.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from datasources.candles import Candle, Interval, candles_for_offers
 from datasources.db.models import Offer, PriceTick
 from datasources.events import Event, PriceChanged
 from datasources.money import blended, percent_change
-from datasources.pricebook import Catalog, ModelRow, OfferRow, sort_key
-from datasources.prices import cheapest, comparable
+from datasources.pricebook import Catalog, ModelRow, OfferRow
+from datasources.prices import cheapest
 from datasources.pricing import PriceKind
 
 CANDLE_DAYS = {Interval.DAY: 90, Interval.HOUR: 3}  # how far back a model page's charts go
@@ -42,7 +43,7 @@ class Move:
 @dataclass(frozen=True)
 class BoardRow:
     model: ModelRow
-    offers: tuple[OfferRow, ...]  # cheapest first (`pricebook.sort_key`)
+    offers: tuple[OfferRow, ...]  # cheapest first
     providers: tuple[str, ...]
     cheapest: OfferRow | None
     marker: str | None  # "free" or "unpriced" when no offer has a price to compare
@@ -131,7 +132,7 @@ def rows(catalog: Catalog, moves: Mapping[int, Move]) -> list[BoardRow]:
     """Every model with at least one offer, by slug."""
     found = []
     for model in catalog.list_models():
-        offers = tuple(sorted(catalog.model_offers(model.id), key=sort_key))
+        offers = catalog.model_offers(model.id)  # cheapest first (`pricebook.sort_key`)
         if not offers:
             continue
         offer_moves = [moves[o.id] for o in offers if o.id in moves]
@@ -152,17 +153,3 @@ async def model_candles(
     session: AsyncSession, offers: Sequence[OfferRow], interval: Interval, now: datetime | None = None
 ) -> dict[int, list[Candle]]:
     return await candles_for_offers(session, [o.id for o in offers], CANDLE_DAYS[interval], interval, now)
-
-
-__all__ = [
-    "BoardRow",
-    "Move",
-    "blended_of",
-    "cheapest",
-    "comparable",
-    "last_moves",
-    "marker",
-    "model_candles",
-    "rows",
-    "sort_key",
-]

@@ -14,7 +14,6 @@ once it has used some other, e-mails the account ("new device sign-in").
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import secrets
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from datasources import notices
-from datasources.accounts import check_email
+from datasources.accounts import check_email, hash_secret
 from datasources.db.models import Account, SignInRequest, WebSession
 from datasources.errors import QuotaExceeded, Unauthenticated
 from datasources.secrets import Sealer
@@ -49,7 +48,7 @@ class Device:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(f"{self.browser}\x00{self.network}".encode()).hexdigest()
+        return hash_secret(f"{self.browser}\x00{self.network}")
 
 
 @dataclass(frozen=True)
@@ -61,43 +60,31 @@ class Started:
     new_device: bool
 
 
-def digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("HeadlessChrome", "Headless Chrome"),
+    ("Chrome/", "Chrome"),
+    ("Firefox/", "Firefox"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+)
+PLATFORMS = (
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
+
+
+def _first(agent: str, table: tuple[tuple[str, str], ...], default: str) -> str:
+    return next((name for token, name in table if token in agent), default)
 
 
 def browser_name(user_agent: str) -> str:
     """A readable name for a User-Agent: the browser family and the platform, without version noise."""
-    agent = user_agent or ""
-    family = next(
-        (
-            name
-            for token, name in (
-                ("Edg/", "Edge"),
-                ("OPR/", "Opera"),
-                ("HeadlessChrome", "Headless Chrome"),
-                ("Chrome/", "Chrome"),
-                ("Firefox/", "Firefox"),
-                ("Safari/", "Safari"),
-                ("curl/", "curl"),
-            )
-            if token in agent
-        ),
-        "a browser",
-    )
-    platform = next(
-        (
-            name
-            for token, name in (
-                ("Android", "Android"),
-                ("iPhone", "iOS"),
-                ("Windows", "Windows"),
-                ("Mac OS X", "macOS"),
-                ("Linux", "Linux"),
-            )
-            if token in agent
-        ),
-        "",
-    )
+    family, platform = _first(user_agent, BROWSERS, "a browser"), _first(user_agent, PLATFORMS, "")
     return f"{family} on {platform}" if platform else family
 
 
@@ -115,9 +102,15 @@ def device_of(user_agent: str, client_ip: str) -> Device:
     return Device(browser_name(user_agent)[:200], network_of(client_ip))
 
 
-async def _count(session: AsyncSession, column: InstrumentedAttribute[str], value: str, since: datetime) -> int:
-    query = select(func.count()).select_from(SignInRequest).where(column == value, SignInRequest.created_at >= since)
-    return int((await session.execute(query)).scalar_one())
+async def _asked(
+    session: AsyncSession, column: InstrumentedAttribute[str], value: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many links were asked for `value` since `since`, and when the first of them was."""
+    query = select(func.count(), func.min(SignInRequest.created_at)).where(
+        column == value, SignInRequest.created_at >= since
+    )
+    count, first = (await session.execute(query)).one()
+    return int(count), first
 
 
 async def request_link(
@@ -138,13 +131,9 @@ async def request_link(
         (SignInRequest.email, address, policy.per_email, "this e-mail"),
         (SignInRequest.client_ip, client_ip, policy.per_address, "this address"),
     ):
-        if await _count(session, column, value, since) >= limit:
-            oldest = (
-                await session.execute(
-                    select(func.min(SignInRequest.created_at)).where(column == value, SignInRequest.created_at >= since)
-                )
-            ).scalar_one()
-            reset = (oldest or now) + WINDOW
+        count, first = await _asked(session, column, value, since)
+        if count >= limit:
+            reset = (first or now) + WINDOW
             retry = max(1, int((reset - now).total_seconds()))
             raise QuotaExceeded(
                 f"too many sign-in links asked for {what}: try again in {retry // 60 + 1} minutes",
@@ -166,7 +155,7 @@ async def request_link(
     )
     if account_id is not None:
         token = secrets.token_urlsafe(32)
-        row.token_hash = digest(token)
+        row.token_hash = hash_secret(token)
         link = f"{base_url.rstrip('/')}/signin/verify?token={token}.{sealer.sign(token, LINK_PURPOSE)}"
         await notices.email(
             session, account_id, "sign_in_link", {"link": link, "expires_minutes": str(policy.link_minutes)}
@@ -192,7 +181,7 @@ async def sign_in(
     used = await session.execute(
         update(SignInRequest)
         .where(
-            SignInRequest.token_hash == digest(token),
+            SignInRequest.token_hash == hash_secret(token),
             SignInRequest.used_at.is_(None),
             SignInRequest.expires_at > now,
         )
@@ -209,7 +198,7 @@ async def sign_in(
     started = WebSession(
         id="ses_" + secrets.token_hex(8),
         account_id=account_id,
-        token_hash=digest(cookie),
+        token_hash=hash_secret(cookie),
         device=device.digest,
         browser=device.browser,
         network=device.network,
@@ -231,7 +220,7 @@ async def current(session: AsyncSession, cookie: str, now: datetime | None = Non
     """The live session a cookie value stands for, if any."""
     now = now or datetime.now(UTC)
     query = select(WebSession).where(
-        WebSession.token_hash == digest(cookie), WebSession.ended_at.is_(None), WebSession.expires_at > now
+        WebSession.token_hash == hash_secret(cookie), WebSession.ended_at.is_(None), WebSession.expires_at > now
     )
     return (await session.execute(query)).scalar_one_or_none()
 
@@ -239,7 +228,7 @@ async def current(session: AsyncSession, cookie: str, now: datetime | None = Non
 async def sign_out(session: AsyncSession, cookie: str, now: datetime | None = None) -> None:
     await session.execute(
         update(WebSession)
-        .where(WebSession.token_hash == digest(cookie), WebSession.ended_at.is_(None))
+        .where(WebSession.token_hash == hash_secret(cookie), WebSession.ended_at.is_(None))
         .values(ended_at=now or datetime.now(UTC))
     )
 

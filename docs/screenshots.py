@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from datasources import accounts, ledger, signin  # noqa: E402
+from datasources import accounts, ledger  # noqa: E402
 from datasources.callers import OperatorToken  # noqa: E402
 from datasources.catalog.importer import ensure_seed  # noqa: E402
 from datasources.db import migrate  # noqa: E402
@@ -106,7 +106,7 @@ async def console_cookie(url: str, account_id: int) -> str:
             WebSession(
                 id="ses_" + secrets.token_hex(8),
                 account_id=account_id,
-                token_hash=signin.digest(cookie),
+                token_hash=accounts.hash_secret(cookie),
                 device="screenshots",
                 browser="Chrome on Linux",
                 network="127.0.0.0/24",

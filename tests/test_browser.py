@@ -147,6 +147,15 @@ def _offline(seen: Watched, site: Site) -> None:
     assert seen.hosts == {site.host}, seen.hosts
 
 
+def _drawn(page: Any) -> list[dict[str, Any]]:
+    """Each chart on a model page: its offer and how many candles it draws."""
+    charts: list[dict[str, Any]] = page.evaluate(
+        """() => Object.values(window.pricegraphCharts).map(c =>
+             ({provider: c.offer.provider, variant: c.offer.variant, bars: c.series.data().length}))"""
+    )
+    return charts
+
+
 def _row(page: Any, model: str) -> Any:
     return page.locator(f'#board tr[data-model="{model}"]')
 
@@ -221,10 +230,7 @@ def test_hourly_candles_on_the_model_page(site: Site, watched: Watched) -> None:
     model = "claude-3-5-haiku"
     page = watched.page
     page.goto(f"{site.url}/models/{model}?interval=hour")
-    drawn = page.evaluate(
-        """() => Object.values(window.pricegraphCharts).map(c =>
-             ({provider: c.offer.provider, variant: c.offer.variant, bars: c.series.data().length}))"""
-    )
+    drawn = _drawn(page)
     assert drawn
     for chart in drawn:
         expected = site.graphql(
@@ -248,10 +254,7 @@ def test_model_page_draws_each_offers_candles_and_the_live_candle_moves(site: Si
     page.goto(f"{site.url}/models/{model}")
     expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=5000)
     assert page.locator("#offers tbody tr").count() == len(offers)
-    drawn = page.evaluate(
-        """() => Object.values(window.pricegraphCharts).map(c =>
-             ({provider: c.offer.provider, variant: c.offer.variant, bars: c.series.data().length}))"""
-    )
+    drawn = _drawn(page)
     assert len(drawn) == len(offers)
     for chart in drawn:
         expected = site.graphql(
@@ -273,11 +276,8 @@ def test_model_page_draws_each_offers_candles_and_the_live_candle_moves(site: Si
         arg=[first["provider"], first["variant"]],
         timeout=2000,
     )
-    assert page.evaluate(
-        """([p, v]) => Object.values(window.pricegraphCharts).find(
-             c => c.offer.provider === p && c.offer.variant === v).series.data().length""",
-        [first["provider"], first["variant"]],
-    ) in (first["bars"], first["bars"] + 1)  # the day's candle moved, or today's opened
+    after = next(c for c in _drawn(page) if (c["provider"], c["variant"]) == (first["provider"], first["variant"]))
+    assert after["bars"] in (first["bars"], first["bars"] + 1)  # the day's candle moved, or today's opened
     _offline(watched, site)
 
 

@@ -71,14 +71,13 @@ def _month_start(now: datetime) -> datetime:
 async def _overview(request: Request, session: AsyncSession, account: Account) -> dict[str, Any]:
     now = datetime.now(UTC)
     flt, asked = usage_filter(request)
+    last_month = usage.UsageFilter(period="30d")  # what the page shows until a filter is asked for
     try:
-        scope = await usage.resolve(session, account.id, flt)
+        scope = await usage.resolve(session, account.id, flt if asked else last_month)
         usage_error = None
     except DomainError as exc:
-        scope = await usage.resolve(session, account.id, usage.UsageFilter(period="30d"))
+        scope = await usage.resolve(session, account.id, last_month)
         usage_error = exc.describe()
-    if not asked:
-        scope = await usage.resolve(session, account.id, usage.UsageFilter(period="30d"))
     month = usage.Scope(account.id, _month_start(now), None)
     budget_rows = await budgets.list_budgets(session, account.id)
     account_budget = next((b for b in budget_rows if b.scope == budgets.ACCOUNT_SCOPE), None)

@@ -13,6 +13,7 @@ from datasources import board
 from datasources.candles import Candle, Interval
 from datasources.errors import NotFound
 from datasources.pricebook import Catalog, OfferRow
+from datasources.prices import cheapest
 from routing.web.browser import page_data, render, signed_in
 
 
@@ -79,7 +80,7 @@ async def model_page(request: Request) -> Response:
     except NotFound:
         return render(request, "not_found.html", {"what": request.path_params["slug"]}, status=404)
     interval = Interval.HOUR if request.query_params.get("interval") == "hour" else Interval.DAY
-    offers = sorted(catalog.model_offers(model.id), key=board.sort_key)
+    offers = catalog.model_offers(model.id)  # cheapest first
     async with request.app.state.sessionmaker() as session:
         candles = await board.model_candles(session, offers, interval)
     moves = await _moves(request)
@@ -96,7 +97,7 @@ async def model_page(request: Request) -> Response:
             "model": model,
             "offers": offers,
             "catalog": catalog,
-            "cheapest": board.cheapest(offers),
+            "cheapest": cheapest(offers),
             "marker": board.marker(offers),
             "moves": moves,
             "interval": data["interval"],
